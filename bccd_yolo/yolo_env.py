@@ -1,0 +1,59 @@
+"""Ultralytics configured for offline use, before it is imported.
+
+Import this module before `ultralytics`. It sets, unless the user already has:
+- YOLO_OFFLINE=1: no DNS probe, no hub or asset downloads (bccd-yolo fetches what it needs itself).
+- YOLO_CONFIG_DIR: a config folder of our own holding the plot fonts, because `check_font`
+  otherwise asks the network for Arial.ttf on every train and val run. The fonts are
+  matplotlib's DejaVu Sans under Ultralytics' expected names.
+- settings `sync=False`: no usage events.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+def _default_config_dir() -> Path:
+    base = Path(os.getenv("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "bccd-yolo"
+
+
+def _install_fonts(user_config_dir: Path) -> None:
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or spec.origin is None:
+        return
+    font = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    user_config_dir.mkdir(parents=True, exist_ok=True)
+    for name in FONT_NAMES:
+        target = user_config_dir / name
+        if not target.exists() and font.is_file():
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(font, tmp)
+            tmp.replace(target)
+
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(_default_config_dir()))
+_install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]).expanduser() / "Ultralytics")
+
+from ultralytics.utils import SETTINGS  # noqa: E402  (must follow the environment above)
+
+if SETTINGS.get("sync"):
+    SETTINGS.update(sync=False)
+
+
+def cpu_threads() -> int:
+    """All cores: Ultralytics uses cpu_count-1, which is one thread on a 2-core machine."""
+    return max(1, os.cpu_count() or 1)
+
+
+def use_all_cpu_threads(*_args) -> None:
+    """Give torch every core; usable as an Ultralytics callback (it ignores its argument)."""
+    import torch
+
+    torch.set_num_threads(cpu_threads())

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real BCCD checkout beside the repo, and small VOC folders the tests write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BCCD_SOURCE = Path(os.getenv("BCCD_DATASET", REPO.parent / "shared" / "BCCD_Dataset"))
+
+
+@pytest.fixture(scope="session")
+def bccd_source() -> Path:
+    assert (BCCD_SOURCE / "BCCD" / "Annotations").is_dir(), f"BCCD checkout not found at {BCCD_SOURCE}"
+    return BCCD_SOURCE
+
+
+@pytest.fixture(scope="session")
+def bccd_dataset(bccd_source, tmp_path_factory) -> Path:
+    """The official BCCD split converted once per session."""
+    from bccd_yolo.convert import convert
+
+    out = tmp_path_factory.mktemp("bccd") / "bccd"
+    convert(bccd_source, out)
+    return out
+
+
+def voc_xml(filename: str, size: tuple[int, int] | None, objects: list[tuple[str, tuple]]) -> str:
+    parts = [f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename>"]
+    if size:
+        parts.append(f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
+    for name, (x1, y1, x2, y2) in objects:
+        parts.append(
+            f"<object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+        )
+    parts.append("</annotation>")
+    return "".join(parts)
+
+
+def make_voc(root: Path, n: int = 4, size=(64, 48)) -> Path:
+    """A tiny valid VOC folder: n images, two classes, split 2/1/1 (for n=4)."""
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = [f"img_{i:03d}" for i in range(n)]
+    for i, image_id in enumerate(ids):
+        Image.new("RGB", size, (200, 30 * i % 255, 90)).save(root / "JPEGImages" / f"{image_id}.jpg")
+        objects = [("RBC", (2, 3, 20, 21)), ("WBC", (30, 10, 60, 40))] if i % 2 == 0 else [("RBC", (5, 5, 15, 15))]
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc_xml(f"{image_id}.jpg", size, objects))
+    split = {"train": ids[: n // 2], "val": ids[n // 2 : n // 2 + n // 4], "test": ids[n // 2 + n // 4 :]}
+    for name, members in split.items():
+        (root / "ImageSets" / "Main" / f"{name}.txt").write_text("".join(m + "\n" for m in members))
+    return root
+
+
+def tree_digest(path: Path) -> str:
+    """Hash of every file's relative path and bytes under `path` (empty string if absent)."""
+    if not path.exists():
+        return ""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        h.update(str(p.relative_to(path)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
