@@ -32,6 +32,41 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` Ultralytics arguments; values parsed as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(None, f"{item!r}: extra Ultralytics arguments are key=value, e.g. lr0=0.001")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from .finetune import describe_stages
+
+    print(describe_stages(args.model))
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneRequest, finetune
+
+    if (args.stage is None) == (not args.scratch):
+        raise InputError(None, "give exactly one of --stage N or --scratch")
+    req = FinetuneRequest(
+        stage="scratch" if args.scratch else str(args.stage), model=args.model, data=args.data, weights=args.weights,
+        epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,
+        project=args.project, name=args.name, resume=args.resume, profile=args.profile,
+        overrides=parse_overrides(args.overrides),
+    )
+    finetune(req)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bccd-yolo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,6 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-frac", type=float, default=0.2)
     p.add_argument("--images", choices=("copy", "hardlink", "symlink"), default="copy")
     p.set_defaults(func=cmd_convert)
+
+    from .stages import MODELS
+
+    p = sub.add_parser("stages", help="print the freeze plan of each stage for a model")
+    p.add_argument("--model", default="yolov3", help=f"one of {', '.join(MODELS)} or a model YAML")
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser(
+        "finetune", help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
+        epilog="Extra Ultralytics train arguments go after the options as key=value, e.g. lr0=0.001 mosaic=0.5. "
+               "--device 0,1 trains on several GPUs with Ultralytics' DDP.",
+    )
+    p.add_argument("--stage", type=int, choices=(1, 2, 3), default=None,
+                   help="1: backbone on COCO; 2: neck on VOC; 3: neck and head on blood cells")
+    p.add_argument("--scratch", action="store_true", help="train everything from random initialisation (baseline)")
+    p.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default yolov3)")
+    p.add_argument("--data", default=None, help="data YAML (default: coco.yaml, VOC.yaml, datasets/bccd/data.yaml)")
+    p.add_argument("--weights", default=None, help="checkpoint to start from (default: the previous stage's best.pt)")
+    p.add_argument("--epochs", type=int, default=None, help="default 100")
+    p.add_argument("--imgsz", type=int, default=None, help="default 416")
+    p.add_argument("--batch", type=int, default=None, help="default 16")
+    p.add_argument("--device", default=None, help="cpu, 0, or 0,1,... (default: first GPU, else CPU)")
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default: 0 on <=2 cores)")
+    p.add_argument("--project", default="runs")
+    p.add_argument("--name", default=None, help="run name (default stage<N> or scratch)")
+    p.add_argument("--resume", action="store_true", help="continue the killed run <project>/<name>")
+    p.add_argument("--profile", default=None, help="cpu-demo: yolov3-tiny, imgsz 320, 10 epochs")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 

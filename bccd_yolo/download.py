@@ -17,6 +17,11 @@ BCCD_ARCHIVE_URL = "https://github.com/Shenggan/BCCD_Dataset/archive/refs/heads/
 ULTRALYTICS_ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0"
 
 
+def cache_dir() -> Path:
+    """Where downloads are kept: $BCCD_YOLO_CACHE, else ~/.cache/bccd-yolo."""
+    return Path(os.getenv("BCCD_YOLO_CACHE") or Path(os.getenv("XDG_CACHE_HOME") or Path.home() / ".cache") / "bccd-yolo")
+
+
 def fetch(url: str, dest: Path, timeout: float = 15.0, hint: str = "") -> Path:
     """Download `url` to `dest` (through a temporary file); raise InputError when it cannot."""
     dest = Path(dest)

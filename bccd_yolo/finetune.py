@@ -1,0 +1,342 @@
+"""Stage plan -> Ultralytics training run -> weights and timing.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import yolo_env
+from .errors import InputError
+from .stages import PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, load_model_yaml, model_parts_from_yaml
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # A stage-3 or scratch run on BCCD that finishes in minutes on a laptop CPU.
+    "cpu-demo": {"model": "yolov3-tiny", "imgsz": 320, "epochs": 10, "batch": 16},
+}
+DEFAULTS: dict[str, Any] = {"model": "yolov3", "imgsz": 416, "epochs": 100, "batch": 16}
+
+
+def default_workers() -> int:
+    """Loader workers: none on a 2-core machine, where workers compete with torch for the cores."""
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(8, cpus // 2)
+
+
+@dataclass
+class FinetuneRequest:
+    """Everything `bccd-yolo finetune` was asked for; unset fields are filled from the profile and defaults."""
+
+    stage: str  # "1", "2", "3" or "scratch"
+    model: str | None = None
+    data: str | None = None
+    weights: str | None = None
+    epochs: int | None = None
+    imgsz: int | None = None
+    batch: int | None = None
+    device: str | None = None
+    workers: int | None = None
+    project: str = "runs"
+    name: str | None = None
+    resume: bool = False
+    profile: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def filled(self) -> "FinetuneRequest":
+        if self.profile and self.profile not in PROFILES:
+            raise InputError(None, f"--profile {self.profile}: unknown; choose one of {', '.join(PROFILES)}")
+        base = {**DEFAULTS, **PROFILES.get(self.profile or "", {})}
+        values = {k: (getattr(self, k) if getattr(self, k) is not None else base[k]) for k in base}
+        workers = self.workers if self.workers is not None else default_workers()
+        name = self.name or STAGES[self.stage].run_name
+        return FinetuneRequest(**{**asdict(self), **values, "workers": workers, "name": name})
+
+
+@dataclass
+class RunPlan:
+    """A resolved run: what starts it, what is frozen, and the Ultralytics arguments."""
+
+    stage: Stage
+    parts: ModelParts
+    data: str
+    data_info: dict
+    weights: str | None
+    transferred: int | None
+    total_tensors: int
+    fresh_in_frozen: list[str]
+    freeze: list
+    trainable_params: int
+    frozen_params: int
+    notes: list[str]
+
+    def describe(self) -> str:
+        lines = [
+            f"Stage {self.stage.key}: {self.stage.description}",
+            f"  model {self.parts.model}; data {self.data} ({self.data_info['nc']} classes)",
+            f"  starts from {self.weights or 'random initialisation'}"
+            + (f": {self.transferred}/{self.total_tensors} tensors transferred" if self.weights else ""),
+            f"  trains {', '.join(self.stage.trains)}; frozen layers {_ranges([i for i in self.freeze if isinstance(i, int)]) or 'none'}"
+            + (f" and parts of {', '.join(sorted({str(i).split('.')[0] for i in self.freeze if isinstance(i, str)}))}"
+               if any(isinstance(i, str) for i in self.freeze) else ""),
+            f"  parameters: {self.trainable_params:,} trainable, {self.frozen_params:,} frozen "
+            f"({self.trainable_params / max(1, self.trainable_params + self.frozen_params):.1%} trainable)",
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _ranges(indices: list[int]) -> str:
+    out, start = [], None
+    for i, v in enumerate(indices):
+        if start is None:
+            start = v
+        if i + 1 == len(indices) or indices[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(out)
+
+
+def resolve_data(data: str) -> tuple[str, dict]:
+    """Check a data YAML the way Ultralytics will load it; offline, a missing dataset is an error, not a download."""
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import ONLINE
+
+    path = Path(data)
+    if path.suffix not in {".yaml", ".yml"}:
+        raise InputError(data, "data must be a .yaml file (e.g. datasets/bccd/data.yaml from bccd-yolo convert)")
+    if path.exists():
+        data = str(path.resolve())
+    elif len(path.parts) > 1:
+        raise InputError(data, "data YAML not found (run bccd-yolo convert first, or pass --data)")
+    try:
+        info = check_det_dataset(data, autodownload=ONLINE)
+    except (FileNotFoundError, SyntaxError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "" if ONLINE else " (offline: Ultralytics cannot download it; pass --data)"
+        raise InputError(data, f"invalid or missing dataset: {first}{hint}") from None
+    return data, info
+
+
+def load_checkpoint_model(path: str):
+    """The model inside an Ultralytics checkpoint, or a clear error."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(path, "weights file not found")
+    try:
+        model, _ = load_checkpoint(str(p))
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise InputError(path, f"not an Ultralytics checkpoint ({type(e).__name__})") from None
+    if not hasattr(model, "state_dict") or not hasattr(model, "yaml"):
+        raise InputError(path, "not an Ultralytics detection checkpoint")
+    return model
+
+
+def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
+    """--weights, else the previous stage's best.pt, else (stage 3) Ultralytics' COCO-pretrained weights."""
+    if req.weights:
+        return req.weights
+    if stage.key in {"1", "scratch"}:
+        return None
+    previous = Path(req.project) / STAGES[str(int(stage.key) - 1)].run_name / "weights" / "best.pt"
+    if previous.is_file():
+        return str(previous)
+    if stage.key == "3":
+        from .download import cache_dir, fetch_ultralytics_weights
+
+        name = f"{Path(req.model).stem}u.pt"
+        print(f"{previous} not found: starting stage 3 from COCO-pretrained {name}")
+        try:
+            return str(fetch_ultralytics_weights(name, cache_dir() / "weights"))
+        except InputError as e:
+            raise InputError(None, f"no weights to start stage 3 from: {previous} is missing and {e}") from None
+    raise InputError(previous, f"previous stage's weights not found; run --stage {int(stage.key) - 1} first or pass --weights")
+
+
+def plan_run(req: FinetuneRequest) -> RunPlan:
+    """Resolve data, weights and the freeze list, without creating any run folder."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    stage = STAGES[req.stage]
+    cfg = load_model_yaml(req.model)
+    parts = model_parts_from_yaml(req.model, cfg)
+    data, info = resolve_data(req.data or stage.default_data)
+    weights = starting_weights(req, stage)
+
+    target = DetectionModel(cfg, nc=info["nc"], verbose=False)
+    target_state = target.state_dict()
+    notes: list[str] = []
+    fresh: set[str] = set()
+    transferred = None
+    if weights:
+        ckpt_model = load_checkpoint_model(weights)
+        if [ckpt_model.yaml.get(k) for k in ("backbone", "head")] != [cfg[k] for k in ("backbone", "head")]:
+            other = Path(ckpt_model.yaml.get("yaml_file", "another model")).stem
+            raise InputError(weights, f"holds a {other} model, not {req.model}; pass --model to match it")
+        source = ckpt_model.float().state_dict()
+        matching = {k for k, v in target_state.items() if k in source and source[k].shape == v.shape}
+        transferred = len(matching)
+        fresh = {k for k, v in target.named_parameters() if k not in matching}
+    frozen = frozen_indices(parts, stage)
+    fresh_in_frozen = sorted(k for k in fresh if int(k.split(".")[1]) in frozen)
+    modules = {str(i): [n[len("model."):] for n, _ in target.model[i].named_modules(prefix=f"model.{i}")] for i in frozen}
+    freeze = freeze_names(modules, frozen, set(fresh_in_frozen)) if weights else list(frozen)
+    if fresh_in_frozen:
+        notes.append(
+            f"{len(fresh_in_frozen)} tensors of frozen layers could not be loaded ({_shape_reason(info['nc'], weights)}): "
+            f"{', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh_in_frozen}))} are trained, the rest of those layers stays frozen"
+        )
+    frozen_params = sum(p.numel() for k, p in target.named_parameters() if _is_frozen(k, freeze))
+    total = sum(p.numel() for p in target.parameters())
+    return RunPlan(stage, parts, data, info, weights, transferred, len(target_state), fresh_in_frozen, freeze,
+                   total - frozen_params, frozen_params, notes)
+
+
+def _shape_reason(nc: int, weights: str | None) -> str:
+    return f"class count changes to {nc}" if weights else "random initialisation"
+
+
+def _is_frozen(name: str, freeze: list) -> bool:
+    """Ultralytics' own rule: substring match on `model.<entry>.`, plus the always-frozen DFL."""
+    return any(f"model.{x}." in name for x in freeze) or ".dfl" in name
+
+
+def _train_args(req: FinetuneRequest, plan: RunPlan) -> dict[str, Any]:
+    args = {
+        "data": plan.data, "epochs": req.epochs, "imgsz": req.imgsz, "batch": req.batch, "workers": req.workers,
+        "project": str(Path(req.project).resolve()), "name": req.name, "exist_ok": True,
+        "freeze": plan.freeze, "pretrained": plan.weights or False,
+    }
+    if req.device is not None:
+        args["device"] = req.device
+    return {**args, **req.overrides}
+
+
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Reject Ultralytics arguments it would not accept, before any run folder exists."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+
+    try:
+        check_dict_alignment(DEFAULT_CFG_DICT, overrides)
+    except SyntaxError as e:
+        raise InputError(None, f"unknown Ultralytics train argument ({str(e).strip().splitlines()[0]})") from None
+
+
+def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one stage; returns the timing record also written to <project>/<name>/timing.json.
+
+    `callbacks` are extra Ultralytics callbacks, {event: function(trainer)}.
+    """
+    from ultralytics import YOLO
+
+    req = req.filled()
+    check_overrides(req.overrides)
+    run_dir = Path(req.project) / req.name
+    if req.resume:
+        last = run_dir / "weights" / "last.pt"
+        if not last.is_file():
+            raise InputError(last, "nothing to resume (no last.pt in this run)")
+        load_checkpoint_model(str(last))
+        model, plan, args = YOLO(str(last)), None, {"resume": True}
+        print(f"Resuming {run_dir}")
+    else:
+        plan = plan_run(req)
+        print(plan.describe())
+        model, args = YOLO(req.model if req.model.endswith(".yaml") else f"{req.model}.yaml"), _train_args(req, plan)
+    n_images: dict[str, int] = {}
+    model.add_callback("on_pretrain_routine_start", yolo_env.use_all_cpu_threads)
+    model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
+    model.add_callback("on_train_start", lambda t: n_images.setdefault("train", len(t.train_loader.dataset)))
+    if plan:
+        model.add_callback("on_train_start", lambda t: [print(f"note: {n}") for n in plan.notes])
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
+    start = time.perf_counter()
+    model.train(**args)
+    wall = time.perf_counter() - start
+    save_dir = Path(model.trainer.save_dir)
+    record = timing_record(req, plan, save_dir, wall, n_images.get("train"))
+    (save_dir / "timing.json").write_text(json.dumps(record, indent=2) + "\n")
+    _append_csv(Path(req.project) / "timing.csv", record)
+    print(f"timing: {record['wall_seconds']:.1f} s total, {record['seconds_per_epoch']:.1f} s/epoch -> {save_dir / 'timing.json'}")
+    return record
+
+
+def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, n_train: int | None) -> dict:
+    """What a run cost, from the wall clock and Ultralytics' results.csv (seconds since training start per epoch)."""
+    rows = list(csv.DictReader((save_dir / "results.csv").open())) if (save_dir / "results.csv").is_file() else []
+    epochs = len(rows)
+    train_seconds = float(rows[-1]["time"]) if rows else wall
+    args = json.loads(json.dumps(getattr(req, "overrides", {}), default=str))
+    return {
+        "stage": req.stage,
+        "model": req.model,
+        "data": plan.data if plan else req.data,
+        "imgsz": req.imgsz,
+        "epochs": epochs,
+        "batch": req.batch,
+        "device": req.device or _device_name(),
+        "wall_seconds": round(wall, 3),
+        "train_seconds": round(train_seconds, 3),
+        "seconds_per_epoch": round(train_seconds / max(1, epochs), 3),
+        "train_images": n_train,
+        "images_per_second": round(n_train * epochs / train_seconds, 3) if n_train and train_seconds else None,
+        "trainable_params": plan.trainable_params if plan else None,
+        "frozen_params": plan.frozen_params if plan else None,
+        "weights": plan.weights if plan else "resumed",
+        "transferred_tensors": plan.transferred if plan else None,
+        "freeze": [str(x) for x in plan.freeze] if plan else None,
+        "overrides": args,
+        "resumed": req.resume,
+    }
+
+
+def _device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _append_csv(path: Path, record: dict) -> None:
+    keys = [k for k in record if k not in {"freeze", "overrides"}]
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(record)
+
+
+def describe_stages(model: str) -> str:
+    """`bccd-yolo stages`: indices and parameter counts per part, and what each stage trains."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    cfg = load_model_yaml(model)
+    parts = model_parts_from_yaml(model, cfg)
+    net = DetectionModel(cfg, verbose=False)
+    count = {p: sum(sum(q.numel() for q in net.model[i].parameters()) for i in getattr(parts, p)) for p in PARTS}
+    total = sum(count.values())
+    lines = [f"{model}: {total:,} parameters"]
+    for p in PARTS:
+        idx = getattr(parts, p)
+        lines.append(f"  {p:<8} layers {_ranges(list(idx)):<8} {count[p]:>12,} parameters ({count[p] / total:.1%})")
+    for stage in STAGES.values():
+        trained = sum(count[p] for p in stage.trains)
+        lines.append(
+            f"  {stage.run_name:<8} trains {'+'.join(stage.trains):<20} freeze={_ranges(list(frozen_indices(parts, stage))) or '-':<8} "
+            f"trainable {trained / total:.1%}  default data {stage.default_data}"
+        )
+    lines.append(
+        "  When a stage loads weights trained for another class count, the class-prediction convolutions of a\n"
+        "  frozen head cannot be loaded; they are trained and the rest of the head stays frozen."
+    )
+    return "\n".join(lines)
