@@ -67,6 +67,25 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_count(args: argparse.Namespace) -> int:
+    from .counting import count_images, table, write_reports
+    from .detector import Detector, default_weights
+
+    weights = args.weights or default_weights()
+    detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+                        device=args.device, batch=args.batch)
+    results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
+                                   progress=not args.quiet)
+    print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "
+          + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
+    if results:
+        print(table(results, detector.names))
+    write_reports(results, detector, errors, args.json, args.csv)
+    for e in errors:
+        print(f"bccd-yolo count: error: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bccd-yolo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="cpu-demo: yolov3-tiny, imgsz 320, 10 epochs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
+
+    from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
+
+    p = sub.add_parser("count", help="count RBC, WBC and platelets in images, folders and slides")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files, folders of images, or slides")
+    p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--conf", default=None,
+                   help="confidence threshold: one number for all classes, or e.g. RBC=0.5,WBC=0.3 "
+                        "(default: the model's calibrated thresholds, else 0.25)")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the model's training size)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile size in pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles")
+    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="tile overlap, a fraction of --tile")
+    p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
+    p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
+    p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
+    p.add_argument("--device", default=None, help="cpu or a GPU index")
+    p.add_argument("--batch", type=int, default=8, help="images or tiles per forward pass")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: ONNX Runtime (exported once and cached beside the weights)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_count)
     return parser
 
 

@@ -96,3 +96,14 @@ def mini_bccd(bccd_source, tmp_path_factory) -> Path:
     src = make_bccd_subset(bccd_source, root / "voc", {"train": 8, "val": 4, "test": 4})
     convert(src, root / "ds")
     return root / "ds" / "data.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(mini_bccd, tmp_path_factory) -> Path:
+    """A yolov3-tiny trained for one epoch at 64 px: real weights, made in seconds (its counts mean nothing)."""
+    from bccd_yolo.finetune import FinetuneRequest, finetune
+
+    project = tmp_path_factory.mktemp("tiny_runs")
+    finetune(FinetuneRequest(stage="scratch", model="yolov3-tiny", data=str(mini_bccd), epochs=1, imgsz=64, batch=4,
+                             workers=0, project=str(project), overrides=TINY_TRAIN))
+    return project / "scratch" / "weights" / "best.pt"

@@ -1,0 +1,154 @@
+"""Weights -> detections: an Ultralytics model (PyTorch or ONNX Runtime) with per-class thresholds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import yolo_env
+from .detections import Detections
+from .errors import InputError
+
+BACKENDS = ("torch", "onnx")
+DEFAULT_CONF = 0.25  # Ultralytics' own default, used for classes without a calibrated threshold
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "bccd_yolov3_tiny.pt"
+
+
+def default_weights() -> Path:
+    if not SHIPPED_WEIGHTS.is_file():
+        raise InputError(SHIPPED_WEIGHTS, "shipped model not found; pass --weights PT")
+    return SHIPPED_WEIGHTS
+
+
+def thresholds_path(weights: Path) -> Path:
+    """The calibration sidecar of a weights file: best.pt -> best.thresholds.json."""
+    return Path(weights).with_suffix(".thresholds.json")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A confidence threshold per class name, and where they came from."""
+
+    by_class: dict[str, float]
+    source: str
+
+    @classmethod
+    def for_model(cls, weights: Path, names: list[str], conf: str | None = None) -> "Thresholds":
+        """Calibrated sidecar if present, else Ultralytics' default; `conf` overrides ("0.3" or "RBC=0.5,WBC=0.3")."""
+        by_class, source = {n: DEFAULT_CONF for n in names}, "default"
+        sidecar = thresholds_path(weights)
+        if sidecar.is_file():
+            try:
+                saved = json.loads(sidecar.read_text())["thresholds"]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(sidecar, "not a thresholds file (expected {\"thresholds\": {class: conf}})") from None
+            by_class.update({n: float(v) for n, v in saved.items() if n in by_class})
+            source = f"calibrated ({sidecar.name})"
+        if conf:
+            by_class.update(parse_conf(conf, names))
+            source = f"--conf {conf}" + (f" over {source}" if source != "default" and "=" in conf else "")
+        return cls(by_class, source)
+
+    @property
+    def lowest(self) -> float:
+        return min(self.by_class.values())
+
+    def keep(self, d: Detections, names: list[str]) -> Detections:
+        limits = np.array([self.by_class[n] for n in names], np.float32)
+        return d.subset(d.score >= limits[d.cls])
+
+
+def parse_conf(text: str, names: list[str]) -> dict[str, float]:
+    """"0.3" sets every class; "RBC=0.5,WBC=0.3" sets some."""
+    out: dict[str, float] = {}
+    try:
+        if "=" not in text:
+            return {n: _unit(float(text)) for n in names}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            if name.strip() not in names:
+                raise InputError(None, f"--conf {text}: unknown class {name.strip()!r} (model classes: {', '.join(names)})")
+            out[name.strip()] = _unit(float(value))
+    except ValueError:
+        raise InputError(None, f"--conf {text}: expected a number in [0, 1] or CLASS=number pairs") from None
+    return out
+
+
+def _unit(v: float) -> float:
+    if not 0 <= v <= 1:
+        raise ValueError(v)
+    return v
+
+
+def onnx_path_for(weights: Path, imgsz: int) -> Path:
+    return Path(weights).with_name(f"{Path(weights).stem}.{imgsz}.onnx")
+
+
+def export_onnx(weights: Path, imgsz: int) -> Path:
+    """Export once, with a dynamic batch axis, beside the weights (or in the cache if that folder is read-only)."""
+    from ultralytics import YOLO
+
+    from .download import cache_dir
+
+    target = onnx_path_for(weights, imgsz)
+    if target.is_file() and target.stat().st_mtime >= Path(weights).stat().st_mtime:
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = target.with_suffix(".probe")
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        target = cache_dir() / "onnx" / target.name
+        if target.is_file() and target.stat().st_mtime >= Path(weights).stat().st_mtime:
+            return target
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(weights).name
+        shutil.copy2(weights, local)
+        exported = YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(exported, target)
+    return target
+
+
+class Detector:
+    """Batches of RGB arrays in, one Detections per image out."""
+
+    def __init__(self, weights: Path, backend: str = "torch", imgsz: int | None = None, conf: str | None = None,
+                 iou: float = 0.7, device: str | None = None, batch: int = 8):
+        from ultralytics import YOLO
+
+        from .finetune import load_checkpoint_model
+
+        if backend not in BACKENDS:
+            raise InputError(None, f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+        self.weights = Path(weights)
+        model = load_checkpoint_model(str(self.weights))
+        self.names: list[str] = [model.names[i] for i in range(len(model.names))]
+        train_args = getattr(model, "args", {}) or {}
+        self.imgsz = int(imgsz or train_args.get("imgsz", 640))
+        self.thresholds = Thresholds.for_model(self.weights, self.names, conf)
+        self.iou, self.device, self.batch, self.backend = iou, device, batch, backend
+        path = export_onnx(self.weights, self.imgsz) if backend == "onnx" else self.weights
+        self.model = YOLO(str(path), task="detect")
+        self.model.add_callback("on_predict_start", yolo_env.use_all_cpu_threads)
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+        out: list[Detections] = []
+        for i in range(0, len(images), self.batch):
+            chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i : i + self.batch]]  # Ultralytics wants BGR
+            kwargs = {"device": self.device} if self.device is not None else {}
+            results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.thresholds.lowest, iou=self.iou,
+                                         verbose=False, batch=len(chunk), **kwargs)
+            for r in results:
+                b = r.boxes
+                d = Detections(b.xyxy.cpu().numpy().astype(np.float32), b.conf.cpu().numpy().astype(np.float32),
+                               b.cls.cpu().numpy().astype(np.int64))
+                out.append(self.thresholds.keep(d, self.names))
+        return out

@@ -1,0 +1,176 @@
+"""Image sources that read any region as RGB uint8: photos whole, tiled TIFF tile by tile, OpenSlide slides."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+OPENSLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
+SUPPORTED_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
+
+Image.MAX_IMAGE_PIXELS = None  # slides are legitimately huge; bomb checks do not apply to microscopy input
+
+
+class ImageSource(Protocol):
+    path: Path
+    width: int
+    height: int
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """RGB uint8 array (h, w, 3) of the region; the region lies inside the image."""
+
+    def close(self) -> None: ...
+
+
+def to_rgb8(a: np.ndarray) -> np.ndarray:
+    """Grey, RGBA or 16-bit arrays as RGB uint8."""
+    if a.dtype != np.uint8:
+        a = (a.astype(np.float32) / max(1.0, float(np.iinfo(a.dtype).max if a.dtype.kind in "ui" else a.max())) * 255)
+        a = a.clip(0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] >= 4:
+        a = a[..., :3]
+    return np.ascontiguousarray(a)
+
+
+@dataclass
+class PhotoSource:
+    """A photo decoded once into memory (JPEG, PNG, BMP, small or untiled TIFF)."""
+
+    path: Path
+    array: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[0]
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self.array[y : y + h, x : x + w]
+
+    def close(self) -> None:
+        pass
+
+
+class TiledTiffSource:
+    """Level 0 of a tiled (or pyramidal) TIFF; only the tiles a region touches are decoded."""
+
+    def __init__(self, path: Path, tif, page):
+        self.path, self._tif, self._page = path, tif, page
+        self.width, self.height = page.imagewidth, page.imagelength
+        self._tw, self._th = page.tilewidth, page.tilelength
+        self._across = math.ceil(self.width / self._tw)
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        out = np.zeros((h, w, 3), np.uint8)
+        fh = self._tif.filehandle
+        for ty in range(y // self._th, (y + h - 1) // self._th + 1):
+            for tx in range(x // self._tw, (x + w - 1) // self._tw + 1):
+                index = ty * self._across + tx
+                fh.seek(self._page.dataoffsets[index])
+                data = fh.read(self._page.databytecounts[index])
+                tile, _, _ = self._page.decode(data, index, jpegtables=self._page.jpegtables)
+                if tile is None:
+                    continue  # an empty tile reads as black
+                tile = to_rgb8(tile[0])
+                x0, y0 = tx * self._tw, ty * self._th
+                ix0, iy0 = max(x, x0), max(y, y0)
+                ix1, iy1 = min(x + w, x0 + self._tw, self.width), min(y + h, y0 + self._th, self.height)
+                out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = tile[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        return out
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+class OpenSlideSource:
+    """A whole-slide image through OpenSlide (the optional `openslide` extra)."""
+
+    def __init__(self, path: Path, slide):
+        self.path, self._slide = path, slide
+        self.width, self.height = slide.dimensions
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return to_rgb8(np.asarray(self._slide.read_region((x, y), 0, (w, h)).convert("RGB")))
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+def _open_tiff(path: Path) -> ImageSource:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+        page = tif.series[0].levels[0].keyframe
+    except Exception as e:  # tifffile raises several types for broken files
+        raise InputError(path, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from None
+    if page.is_tiled and page.planarconfig == 1 and page.imagedepth == 1:
+        return TiledTiffSource(path, tif, page)
+    try:
+        array = to_rgb8(tif.series[0].levels[0].asarray())
+    except Exception as e:
+        raise InputError(path, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from None
+    finally:
+        tif.close()
+    return PhotoSource(path, array)
+
+
+def _open_openslide(path: Path) -> ImageSource:
+    try:
+        import openslide
+    except ImportError:
+        raise InputError(path, "slide format needs OpenSlide: pip install 'bccd-yolo[openslide]'") from None
+    try:
+        return OpenSlideSource(path, openslide.OpenSlide(str(path)))
+    except openslide.OpenSlideError as e:
+        raise InputError(path, f"unreadable slide ({e})") from None
+
+
+def open_image(path: Path) -> ImageSource:
+    """Open any supported image; errors name the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(path, f"unsupported file type {suffix or '(none)'}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if suffix in TIFF_SUFFIXES:
+        return _open_tiff(path)
+    if suffix in OPENSLIDE_SUFFIXES:
+        return _open_openslide(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return PhotoSource(path, to_rgb8(np.asarray(im.convert("RGB") if im.mode not in ("RGB", "L") else im)))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(path, f"unreadable or corrupt image ({e})") from None
+
+
+def list_images(paths: list[Path]) -> list[Path]:
+    """Expand folders into their supported images (sorted); files are kept as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUPPORTED_SUFFIXES)
+            if not found:
+                raise InputError(p, "folder holds no supported images")
+            out += found
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,119 @@
+"""Sliced inference geometry and the merge of detections where neighbouring tiles overlap.
+
+The merge never compares boxes across the whole slide: only the boxes of two neighbouring
+tiles that lie in those tiles' shared strip are matched, one to one, by intersection over the
+smaller box (a cell cut by a tile edge is a partial box inside the whole one). The duplicate
+is dropped rather than fused with its match, because fusing joins touching cells. Cost grows
+with the number of tiles, not with the square of the number of cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .detections import Detections
+
+
+@dataclass(frozen=True)
+class Tile:
+    row: int
+    col: int
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]  # the last tile is flush with the far edge
+
+
+def tile_grid(width: int, height: int, tile: int, overlap: float) -> list[Tile]:
+    """Row-major tiles of `tile` pixels (smaller only where the image is), overlapping by `overlap` of a tile."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap {overlap} must be in [0, 1)")
+    stride = max(1, round(tile * (1 - overlap)))
+    ys, xs = _starts(height, tile, stride), _starts(width, tile, stride)
+    return [Tile(r, c, x, y, min(tile, width), min(tile, height)) for r, y in enumerate(ys) for c, x in enumerate(xs)]
+
+
+def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box, for every pair of rows of a (n, 4) and b (m, 4)."""
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+
+
+def cut_by_tile_edge(d: Detections, t: Tile, width: int, height: int, margin: float = 2.0) -> np.ndarray:
+    """Boxes (in image coordinates) that touch an edge of tile t lying inside the image: likely partial cells."""
+    x1, y1, x2, y2 = d.xyxy.T
+    return (
+        ((x1 <= t.x + margin) & (t.x > 0))
+        | ((y1 <= t.y + margin) & (t.y > 0))
+        | ((x2 >= t.x + t.w - margin) & (t.x + t.w < width))
+        | ((y2 >= t.y + t.h - margin) & (t.y + t.h < height))
+    )
+
+
+def _in_rect(d: Detections, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+    return (d.xyxy[:, 0] < x2) & (d.xyxy[:, 2] > x1) & (d.xyxy[:, 1] < y2) & (d.xyxy[:, 3] > y1)
+
+
+def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, ios: float = 0.5) -> Detections:
+    """Detections of all tiles (image coordinates) with cross-tile duplicates removed."""
+    by_pos = {(t.row, t.col): k for k, (t, _) in enumerate(tiles)}
+    partial = [cut_by_tile_edge(d, t, width, height) for t, d in tiles]
+    keep = [np.ones(len(d), bool) for _, d in tiles]
+    for k, (t, d) in enumerate(tiles):
+        for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            j = by_pos.get((t.row + dr, t.col + dc))
+            if j is None:
+                continue
+            u, e = tiles[j]
+            ox1, oy1, ox2, oy2 = max(t.x, u.x), max(t.y, u.y), min(t.x + t.w, u.x + u.w), min(t.y + t.h, u.y + u.h)
+            if ox2 <= ox1 or oy2 <= oy1:
+                continue
+            ia = np.flatnonzero(_in_rect(d, ox1, oy1, ox2, oy2))
+            ib = np.flatnonzero(_in_rect(e, ox1, oy1, ox2, oy2))
+            if not len(ia) or not len(ib):
+                continue
+            m = ios_matrix(d.xyxy[ia], e.xyxy[ib])
+            m[d.cls[ia][:, None] != e.cls[ib][None, :]] = 0
+            _resolve_pairs(m, ios, (k, ia, d), (j, ib, e), partial, keep)
+    return Detections.concat([d.subset(kp) for (_, d), kp in zip(tiles, keep)])
+
+
+def _resolve_pairs(m, thr, side_a, side_b, partial, keep) -> None:
+    """Greedy one-to-one matching by overlap; in each pair the partial (else weaker, else smaller) box goes."""
+    (ka, ia, da), (kb, ib, db) = side_a, side_b
+    order = np.argsort(-m, axis=None)
+    used_a, used_b = set(), set()
+    for flat in order:
+        r, c = divmod(int(flat), m.shape[1])
+        if m[r, c] < thr:
+            break
+        if r in used_a or c in used_b:
+            continue
+        used_a.add(r)
+        used_b.add(c)
+        a, b = ia[r], ib[c]
+        key_a = (not partial[ka][a], float(da.score[a]), _box_area(da.xyxy[a]))
+        key_b = (not partial[kb][b], float(db.score[b]), _box_area(db.xyxy[b]))
+        if key_a >= key_b:
+            keep[kb][b] = False
+        else:
+            keep[ka][a] = False
+
+
+def _box_area(b: np.ndarray) -> float:
+    return float((b[2] - b[0]) * (b[3] - b[1]))

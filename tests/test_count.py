@@ -1,0 +1,156 @@
+"""`bccd-yolo count` on real BCCD images with a small real model: outputs, overlays, backends and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from bccd_yolo.cli import main
+from bccd_yolo.detections import Detections
+from bccd_yolo.overlay import CLASS_COLOURS, draw_detections
+
+LOW_CONF = "0.001"  # the one-epoch test model is unsure of everything; keep its boxes so counts are non-trivial
+
+
+@pytest.fixture(scope="module")
+def photos(bccd_dataset, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for p in sorted((bccd_dataset / "images" / "test").iterdir())[:3]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def run(args, capsys):
+    code = main(["count", "--quiet", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err.strip()
+
+
+def test_json_csv_and_table_agree(photos, tiny_weights, tmp_path, capsys):
+    code, out, err = run([photos, "--weights", tiny_weights, "--conf", LOW_CONF, "--json", tmp_path / "c.json",
+                          "--csv", tmp_path / "c.csv", "--imgsz", "64"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "c.json").read_text())
+    names = ["RBC", "WBC", "Platelets"]
+    assert report["model"] == str(tiny_weights) and list(report["total"]) == names
+    assert report["thresholds"] == {n: 0.001 for n in names}
+    assert len(report["images"]) == 3
+    for im in report["images"]:
+        assert (im["width"], im["height"]) == (640, 480)
+        assert im["counts"] == {n: sum(d["class"] == n for d in im["detections"]) for n in names}
+        for d in im["detections"]:
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480 and d["score"] >= 0.001
+    assert report["total"] == {n: sum(im["counts"][n] for im in report["images"]) for n in names}
+    assert sum(report["total"].values()) > 0
+    rows = list(csv.DictReader((tmp_path / "c.csv").open()))
+    assert [r["path"] for r in rows] == [im["path"] for im in report["images"]]
+    assert all(int(r[n]) == im["counts"][n] for r, im in zip(rows, report["images"]) for n in names)
+    rbc, wbc = report["total"]["RBC"], report["total"]["WBC"]
+    total_line = [line for line in out.splitlines() if line.startswith("TOTAL")][0].split()
+    assert total_line[1:3] == [str(rbc), str(wbc)]
+    if rbc:
+        assert float(total_line[4]) == pytest.approx(1000 * wbc / rbc, abs=0.05)
+
+
+def test_conf_raises_the_bar_per_class(photos, tiny_weights, tmp_path, capsys):
+    run([photos, "--weights", tiny_weights, "--conf", LOW_CONF, "--imgsz", "64", "--json", tmp_path / "a.json"], capsys)
+    run([photos, "--weights", tiny_weights, "--conf", "RBC=1.0,WBC=0.001,Platelets=0.001", "--imgsz", "64",
+         "--json", tmp_path / "b.json"], capsys)
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert b["total"]["RBC"] == 0 and b["total"]["WBC"] == a["total"]["WBC"]
+    assert b["thresholds"]["RBC"] == 1.0
+
+
+def test_overlay_has_the_input_size_and_the_class_colours(photos, tiny_weights, tmp_path, capsys):
+    code, _, _ = run([photos / "BloodImage_00007.jpg", "--weights", tiny_weights, "--conf", LOW_CONF,
+                      "--imgsz", "64", "--out", tmp_path / "ov", "--json", tmp_path / "c.json"], capsys)
+    assert code == 0
+    overlay = Image.open(tmp_path / "ov" / "BloodImage_00007_overlay.jpg")
+    assert overlay.size == (640, 480)
+    assert json.loads((tmp_path / "c.json").read_text())["images"][0]["overlay"] == [str(tmp_path / "ov" / "BloodImage_00007_overlay.jpg")]
+
+
+def test_boxes_are_drawn_in_class_colours_with_the_score_above():
+    im = Image.new("RGB", (200, 120), (255, 255, 255))
+    det = Detections(np.array([[10, 40, 60, 100], [80, 40, 120, 90], [140, 50, 180, 110]], np.float32),
+                     np.array([0.91, 0.5, 0.77], np.float32), np.array([0, 1, 2]))
+    names = ["RBC", "WBC", "Platelets"]
+    draw_detections(im, det, names, line=2)
+    a = np.asarray(im)
+    for (x1, y1, x2, y2), n in zip(det.xyxy.astype(int), names):
+        assert tuple(a[(y1 + y2) // 2, x1]) == CLASS_COLOURS[n]  # left edge of the box
+        above = a[y1 - 14 : y1 - 1, x1 : x1 + 30]
+        assert (above != 255).any()  # the score label sits above the box
+        assert tuple(a[(y1 + y2) // 2, (x1 + x2) // 2]) == (255, 255, 255)  # boxes are not filled
+
+
+def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, capsys):
+    tiles = [np.asarray(Image.open(p)) for p in sorted(photos.iterdir())]
+    slide = np.full((1100, 1500, 3), 235, np.uint8)
+    for (y, x), t in zip([(0, 0), (500, 200), (300, 800)], tiles):
+        slide[y : y + 480, x : x + 640] = t
+    tifffile.imwrite(tmp_path / "slide.tif", slide, tile=(256, 256), photometric="rgb")
+    code, _, err = run([tmp_path / "slide.tif", "--weights", tiny_weights, "--conf", LOW_CONF, "--imgsz", "64",
+                        "--tile", "512", "--out", tmp_path / "ov", "--json", tmp_path / "s.json"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "s.json").read_text())["images"][0]
+    assert report["tiles"] > 1 and (report["width"], report["height"]) == (1500, 1100) and report["detections"]
+    with tifffile.TiffFile(tmp_path / "ov" / "slide_overlay.tif") as tif:
+        assert tif.pages[0].is_tiled and tif.pages[0].shape == (1100, 1500, 3)
+        drawn = tif.asarray()
+    assert (drawn != slide).any()
+    preview = Image.open(tmp_path / "ov" / "slide_preview.png")
+    assert max(preview.size) <= 2048
+
+
+def test_onnx_backend_agrees_with_torch(photos, tiny_weights, tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    shutil.copy(tiny_weights, weights)
+    outs = {}
+    for backend in ("torch", "onnx"):
+        code, _, err = run([photos, "--weights", weights, "--backend", backend, "--conf", "0.01", "--imgsz", "64",
+                            "--json", tmp_path / f"{backend}.json"], capsys)
+        assert code == 0, err
+        outs[backend] = json.loads((tmp_path / f"{backend}.json").read_text())
+    assert (tmp_path / "w.64.onnx").is_file()
+    t, o = outs["torch"]["total"], outs["onnx"]["total"]
+    assert all(abs(t[n] - o[n]) <= max(2, 0.05 * t[n]) for n in t), (t, o)
+
+
+def test_a_bad_file_in_a_folder_is_reported_and_the_rest_counted(photos, tiny_weights, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(photos, folder)
+    (folder / "broken.jpg").write_bytes((photos / "BloodImage_00007.jpg").read_bytes()[:300])
+    code, _, err = run([folder, "--weights", tiny_weights, "--imgsz", "64", "--json", tmp_path / "c.json"], capsys)
+    assert code != 0
+    assert err.splitlines() == [line for line in err.splitlines() if "broken.jpg" in line] and len(err.splitlines()) == 1
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert len(report["images"]) == 3 and report["errors"][0]["path"].endswith("broken.jpg")
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda d: d / "notes.txt", "unsupported file type .txt"),
+        (lambda d: d / "empty", "folder holds no supported images"),
+        (lambda d: d / "missing.png", "file not found"),
+    ],
+)
+def test_bad_paths_are_one_line_errors(make, needle, tiny_weights, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run([make(tmp_path), "--weights", tiny_weights, "--imgsz", "64"], capsys)
+    assert code != 0 and len(err.splitlines()) == 1 and needle in err and str(make(tmp_path)) in err, err
+
+
+def test_missing_weights_is_a_one_line_error(photos, tmp_path, capsys):
+    code, _, err = run([photos, "--weights", tmp_path / "nope.pt"], capsys)
+    assert code != 0 and err.count("\n") == 0 and "nope.pt" in err and "not found" in err

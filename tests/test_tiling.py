@@ -1,0 +1,137 @@
+"""Sliced inference: tile geometry, the overlap merge, and tiled vs whole-image agreement (no torch)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from bccd_yolo.counting import detect_image
+from bccd_yolo.detections import Detections
+from bccd_yolo.images import PhotoSource, TiledTiffSource, open_image
+from bccd_yolo.tiling import ios_matrix, merge_tiles, tile_grid
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+class BlobDetector:
+    """Finds pure red/green/blue discs by connected components: a stand-in for the network."""
+
+    names = ["RBC", "WBC", "Platelets"]
+    batch = 4
+
+    def __call__(self, images):
+        out = []
+        for im in images:
+            boxes, classes = [], []
+            for c, rgb in enumerate(COLOURS):
+                mask = np.all(im == rgb, axis=2).astype(np.uint8)
+                n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+                for x, y, w, h, area in stats[1:]:
+                    if area >= 4:
+                        boxes.append([x, y, x + w, y + h])
+                        classes.append(c)
+            xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+            out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.array(classes, np.int64)))
+        return out
+
+
+def disc_canvas(width, height, n, seed=0, rmax=45):
+    """White canvas with n non-touching discs of random class and radius."""
+    rng = np.random.default_rng(seed)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    placed = []
+    while len(placed) < n:
+        r = int(rng.integers(6, rmax))
+        x, y = int(rng.integers(r, width - r)), int(rng.integers(r, height - r))
+        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 3) ** 2 for px, py, pr in placed):
+            placed.append((x, y, r))
+            cv2.circle(canvas, (x, y), r, COLOURS[int(rng.integers(0, 3))], -1)
+    return canvas
+
+
+def test_tiles_cover_the_image_with_the_requested_overlap():
+    tiles = tile_grid(1000, 700, 400, 0.25)
+    assert [t.x for t in tiles if t.row == 0] == [0, 300, 600] and [t.y for t in tiles if t.col == 0] == [0, 300]
+    covered = np.zeros((700, 1000), bool)
+    for t in tiles:
+        assert t.w == t.h == 400
+        covered[t.y : t.y + t.h, t.x : t.x + t.w] = True
+    assert covered.all()
+    assert tile_grid(300, 200, 400, 0.25)[0].w == 300  # smaller than a tile: one tile, the image itself
+
+
+def test_intersection_over_smaller_box():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 5, 10], [20, 20, 30, 30]], np.float32)
+    assert ios_matrix(a, b).tolist() == [[1.0, 0.0]]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tiled_counts_equal_whole_image_counts(seed):
+    canvas = disc_canvas(1900, 1300, 160, seed)
+    src = PhotoSource(Path("canvas.png"), canvas)
+    detector = BlobDetector()
+    whole = detector([canvas])[0]
+    tiled, n_tiles = detect_image(src, detector, tile=400, overlap=0.25, progress=False)
+    assert n_tiles == 6 * 4
+    assert whole.counts(3).tolist() == tiled.counts(3).tolist()
+    # every merged box is the whole-image box of the same disc, not a partial one
+    m = ios_matrix(tiled.xyxy, whole.xyxy)
+    assert (m.max(axis=1) > 0.99).all() and np.abs(np.sort(tiled.area) - np.sort(whole.area)).max() < 1
+
+
+def test_merge_keeps_two_touching_cells_that_cross_a_tile_edge():
+    """Two different cells overlapping a little, both seen by two tiles: two cells remain, not one."""
+    from bccd_yolo.tiling import Tile
+
+    a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
+    cells = np.array([[62, 10, 82, 30], [78, 12, 98, 32]], np.float32)
+    det = Detections(cells, np.array([0.9, 0.8], np.float32), np.array([0, 0]))
+    merged = merge_tiles([(a, det), (b, det)], 160, 100)
+    assert len(merged) == 2
+
+
+def test_merge_memory_stays_local_on_a_dense_slide():
+    """60,000 cells over 1,500 tiles merge without an N x N matrix (which would need ~29 GB)."""
+    rng = np.random.default_rng(0)
+    tiles = tile_grid(24000, 24000, 640, 0.25)
+    parts = []
+    for t in tiles:
+        xy = rng.uniform([t.x, t.y], [t.x + t.w - 30, t.y + t.h - 30], size=(40, 2)).astype(np.float32)
+        parts.append((t, Detections(np.hstack([xy, xy + 25]), rng.uniform(0.3, 1, 40).astype(np.float32),
+                                    rng.integers(0, 3, 40))))
+    tracemalloc.start()
+    merged = merge_tiles(parts, 24000, 24000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 0 < len(merged) <= 40 * len(tiles) and peak < 200e6
+
+
+def test_tiled_tiff_reads_regions_without_decoding_the_whole_image(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (3000, 4000, 3), np.uint8)
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", compression="zlib")
+    src = open_image(path)
+    assert isinstance(src, TiledTiffSource) and (src.width, src.height) == (4000, 3000)
+    tracemalloc.start()
+    region = src.read(1234, 777, 640, 640)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(region, image[777:1417, 1234:1874])
+    assert peak < image.nbytes / 10
+    assert np.array_equal(src.read(3900, 2900, 100, 100), image[2900:, 3900:])
+    src.close()
+
+
+def test_grey_and_16_bit_tiffs_read_as_rgb(tmp_path):
+    grey = (np.arange(512 * 512, dtype=np.uint16).reshape(512, 512) % 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "g.tif", grey, tile=(256, 256))
+    region = open_image(tmp_path / "g.tif").read(0, 0, 10, 10)
+    assert region.shape == (10, 10, 3) and region.dtype == np.uint8
+    assert (region[..., 0] == region[..., 2]).all()
