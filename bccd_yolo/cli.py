@@ -86,6 +86,36 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+    from .detector import default_weights
+
+    weights = args.weights or default_weights()
+    sidecar, summary = calibrate(weights, args.data, args.split, force=args.force, imgsz=args.imgsz,
+                                 device=args.device, progress=not args.quiet)
+    print(f"{'class':<10} {'threshold':>9} {'MAE @0.25':>10} {'MAE calibrated':>15}")
+    for name, s in summary.items():
+        print(f"{name:<10} {s['threshold']:>9.2f} {s['mae_default']:>10.2f} {s['mae_calibrated']:>15.2f}")
+    print(f"thresholds written to {sidecar}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .detector import default_weights
+    from .report import build_report
+
+    weights = args.weights or default_weights()
+    runs = args.runs if args.runs is not None else sorted(p for p in Path("runs").glob("*") if p.is_dir())
+    result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
+                          progress=not args.quiet)
+    from .report import markdown_table
+
+    print(markdown_table(result["ap"]))
+    print(markdown_table(result["count_errors"].reset_index()))
+    print(f"report written to {args.out / 'report.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bccd-yolo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: ONNX Runtime (exported once and cached beside the weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("calibrate", help="choose a confidence threshold per class that minimises count error")
+    p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
+    p.add_argument("--split", default="val", choices=("val", "train", "test"), help="never test, unless --force")
+    p.add_argument("--force", action="store_true", help="allow --split test")
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("report", help="per-class AP, counting error and timing tables with plots")
+    p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
+    p.add_argument("--split", default="test", choices=("test", "val", "train"))
+    p.add_argument("--runs", type=Path, nargs="*", default=None, help="run folders with timing.json (default: runs/*)")
+    p.add_argument("--out", type=Path, default=Path("runs/report"))
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

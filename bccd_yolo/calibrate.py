@@ -1,0 +1,79 @@
+"""One confidence threshold per class, chosen on the validation split to minimise per-image count error."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .detections import Detections
+from .errors import InputError
+from .fsutil import atomic_write_text
+
+GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    thresholds: dict[str, float]
+    mae_curve: dict[str, list[float]]  # per class, MAE at each GRID threshold
+    bias_curve: dict[str, list[float]]
+
+    def mae_at(self, name: str, t: float) -> float:
+        return self.mae_curve[name][int(np.argmin(np.abs(GRID - t)))]
+
+
+def count_curves(preds: list[Detections], true: np.ndarray, k: int, grid: np.ndarray = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """MAE and mean bias of class k's per-image count at each threshold of `grid`."""
+    counts = np.stack([
+        len(s) - np.searchsorted(s, grid, side="left")
+        for s in (np.sort(p.score[p.cls == k]) for p in preds)
+    ])  # (images, thresholds): boxes scoring >= t
+    err = counts - true[:, k][:, None]
+    return np.abs(err).mean(0), err.mean(0)
+
+
+def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[str], grid: np.ndarray = GRID) -> Calibration:
+    """Per class, the threshold of least count MAE (ties: least absolute bias, then the lower threshold)."""
+    thresholds, maes, biases = {}, {}, {}
+    for k, n in enumerate(names):
+        mae, bias = count_curves(preds, true, k, grid)
+        best = min(range(len(grid)), key=lambda g: (round(float(mae[g]), 9), abs(float(bias[g])), g))
+        thresholds[n] = float(grid[best])
+        maes[n], biases[n] = mae.round(4).tolist(), bias.round(4).tolist()
+    return Calibration(thresholds, maes, biases)
+
+
+def write_sidecar(path: Path, cal: Calibration, meta: dict) -> None:
+    atomic_write_text(path, json.dumps({"thresholds": cal.thresholds, **meta}, indent=2) + "\n")
+
+
+def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
+              device: str | None = None, progress: bool = True) -> tuple[Path, dict]:
+    """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary."""
+    from .detector import DEFAULT_CONF, Detector, thresholds_path
+    from .evaluate import EVAL_CONF, count_matrix, counts_at, load_ground_truth, predict_split
+    from .finetune import resolve_data
+
+    if split == "test" and not force:
+        raise InputError(None, "--split test: calibrating on the test split leaks it into the reported results; "
+                               "use val, or --force if you mean it")
+    data, info = resolve_data(data)
+    detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
+    gts = load_ground_truth(info, split)
+    preds = predict_split(detector, gts, progress)
+    names = detector.names
+    true = count_matrix([g.boxes for g in gts], len(names))
+    cal = calibrate_thresholds(preds, true, names)
+    default = {n: DEFAULT_CONF for n in names}
+    before = np.abs(counts_at(preds, default, names) - true).mean(0)
+    after = np.abs(counts_at(preds, cal.thresholds, names) - true).mean(0)
+    summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(float(b), 3), "mae_calibrated": round(float(a), 3)}
+               for n, b, a in zip(names, before, after)}
+    sidecar = thresholds_path(weights)
+    write_sidecar(sidecar, cal, {"split": split, "data": data, "images": len(gts), "imgsz": detector.imgsz,
+                                 "default_conf": DEFAULT_CONF, "count_mae": summary,
+                                 "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
+    return sidecar, summary

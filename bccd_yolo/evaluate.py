@@ -1,0 +1,120 @@
+"""A split's ground truth and low-threshold predictions, and what counting makes of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .detections import Detections
+from .errors import InputError
+
+EVAL_CONF = 0.001  # keep nearly every box: AP needs the whole ranking, counts re-threshold per class
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """One image of a split with its labelled boxes in pixels."""
+
+    path: Path
+    width: int
+    height: int
+    boxes: Detections  # score 1.0
+
+
+def split_images(info: dict, split: str) -> list[Path]:
+    """Image files of a split as Ultralytics resolves them (a folder, a list file, or a list)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    if split not in info or not info[split]:
+        raise InputError(info.get("yaml_file"), f"data YAML has no {split!r} split")
+    entries = info[split] if isinstance(info[split], list) else [info[split]]
+    files: list[Path] = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            files += sorted(p for p in entry.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
+        elif entry.suffix == ".txt" and entry.is_file():
+            files += [(entry.parent / line.strip()).resolve() for line in entry.read_text().splitlines() if line.strip()]
+        else:
+            raise InputError(entry, f"{split} split not found")
+    if not files:
+        raise InputError(entries[0], f"{split} split holds no images")
+    return files
+
+
+def load_ground_truth(info: dict, split: str) -> list[GroundTruth]:
+    """YOLO labels of a split, de-normalised to pixels."""
+    from PIL import Image
+    from ultralytics.data.utils import img2label_paths
+
+    images = split_images(info, split)
+    out = []
+    for image, label in zip(images, img2label_paths([str(p) for p in images])):
+        with Image.open(image) as im:
+            w, h = im.size
+        rows = np.loadtxt(label, ndmin=2) if Path(label).is_file() and Path(label).stat().st_size else np.zeros((0, 5))
+        c, cx, cy, bw, bh = rows.T if len(rows) else (np.zeros(0),) * 5
+        xyxy = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+        out.append(GroundTruth(image, w, h, Detections(xyxy.astype(np.float32), np.ones(len(rows), np.float32),
+                                                       c.astype(np.int64))))
+    return out
+
+
+def count_matrix(dets: list[Detections], n_classes: int) -> np.ndarray:
+    return np.array([d.counts(n_classes) for d in dets]).reshape(len(dets), n_classes)
+
+
+def counts_at(preds: list[Detections], thresholds: dict[str, float], names: list[str]) -> np.ndarray:
+    """Per-image, per-class counts of predictions at or above each class's threshold."""
+    limits = np.array([thresholds[n] for n in names], np.float32)
+    return count_matrix([p.subset(p.score >= limits[p.cls]) for p in preds], len(names))
+
+
+def count_errors(true: np.ndarray, pred: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Per class: MAE, mean bias (pred - true), mean relative error, Pearson r of per-image counts."""
+    rows = []
+    for k, n in enumerate(names):
+        t, p = true[:, k].astype(float), pred[:, k].astype(float)
+        rel = np.abs(p - t)[t > 0] / t[t > 0]
+        r = float(np.corrcoef(t, p)[0, 1]) if t.std() > 0 and p.std() > 0 else float("nan")
+        rows.append({"class": n, "mae": np.abs(p - t).mean(), "bias": (p - t).mean(),
+                     "rel_error": rel.mean() if len(rel) else float("nan"), "pearson_r": r,
+                     "true_mean": t.mean(), "pred_mean": p.mean()})
+    return pd.DataFrame(rows).set_index("class").round(4)
+
+
+def coco_ground_truth(gts: list[GroundTruth], names: list[str]) -> dict:
+    """COCO instances JSON: image ids 1..N in split order, category ids 1..C (as Ultralytics numbers them)."""
+    images, annotations = [], []
+    for i, g in enumerate(gts, 1):
+        images.append({"id": i, "file_name": g.path.name, "width": g.width, "height": g.height})
+        for (x1, y1, x2, y2), c in zip(g.boxes.xyxy.tolist(), g.boxes.cls.tolist()):
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(c) + 1, "iscrowd": 0,
+                                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                                "area": round((x2 - x1) * (y2 - y1), 2)})
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_predictions(preds: list[Detections]) -> list[dict]:
+    return [
+        {"image_id": i, "category_id": int(c) + 1, "score": round(float(s), 5),
+         "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)]}
+        for i, p in enumerate(preds, 1)
+        for (x1, y1, x2, y2), s, c in zip(p.xyxy, p.score, p.cls)
+    ]
+
+
+def predict_split(detector, gts: list[GroundTruth], progress: bool = True) -> list[Detections]:
+    """Low-threshold predictions for every image of the split (the detector must run at EVAL_CONF)."""
+    from tqdm import tqdm
+
+    from .images import open_image
+
+    out = []
+    for g in tqdm(gts, desc="predicting", unit="img", disable=not progress):
+        src = open_image(g.path)
+        out.append(detector([src.read(0, 0, src.width, src.height)])[0])
+    return out

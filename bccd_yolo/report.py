@@ -1,0 +1,274 @@
+"""Weights + split (+ training runs) -> AP, counting-error and timing tables, plots, report.md and report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .fsutil import staged_dir
+
+PLOTS_FROM_VAL = {"BoxPR_curve.png": "Precision-recall curves", "confusion_matrix.png": "Confusion matrix"}
+
+
+def per_class_ap(metrics, names: list[str]) -> pd.DataFrame:
+    """Ultralytics DetMetrics as rows per class plus `all`."""
+    rows = []
+    index = {int(c): i for i, c in enumerate(metrics.ap_class_index)}
+    for k, n in enumerate(names):
+        i = index.get(k)
+        p, r, ap50, ap = (metrics.class_result(i) if i is not None else (0.0, 0.0, 0.0, 0.0))
+        rows.append({"class": n, "ap50": ap50, "ap50_95": ap, "precision": p, "recall": r,
+                     "instances": int(metrics.nt_per_class[k])})
+    mp, mr, map50, mapall = metrics.mean_results()
+    rows.append({"class": "all", "ap50": map50, "ap50_95": mapall, "precision": mp, "recall": mr,
+                 "instances": int(np.sum(metrics.nt_per_class))})
+    return pd.DataFrame(rows).round(4)
+
+
+def load_timings(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """timing.json of each run folder; folders without one are skipped with a warning."""
+    rows, skipped = [], []
+    for d in run_dirs:
+        f = Path(d) / "timing.json"
+        if not f.is_file():
+            skipped.append(f"{d}: no timing.json, skipped")
+            continue
+        t = json.loads(f.read_text())
+        t["run"] = Path(d).name
+        results = Path(d) / "results.csv"
+        if results.is_file():
+            r = pd.read_csv(results)
+            r.columns = [c.strip() for c in r.columns]
+            t["best_val_map50"] = float(r["metrics/mAP50(B)"].max()) if "metrics/mAP50(B)" in r else None
+        rows.append(t)
+    cols = ["run", "stage", "model", "data", "imgsz", "epochs", "wall_seconds", "seconds_per_epoch",
+            "images_per_second", "trainable_params", "best_val_map50"]
+    df = pd.DataFrame(rows)
+    return (df.reindex(columns=cols) if len(df) else pd.DataFrame(columns=cols)), skipped
+
+
+def scratch_vs_transfer(timing: pd.DataFrame) -> pd.DataFrame:
+    """The study's comparison: scratch and stage-3 runs on the same data, time ratio and AP of each."""
+    out = []
+    for data, group in timing.groupby("data"):
+        scratch, stage3 = group[group.stage == "scratch"], group[group.stage == "3"]
+        for _, s in scratch.iterrows():
+            for _, t in stage3.iterrows():
+                out.append({"data": Path(str(data)).parent.name or data, "scratch_run": s.run, "stage3_run": t.run,
+                            "scratch_hours": s.wall_seconds / 3600, "stage3_hours": t.wall_seconds / 3600,
+                            "time_ratio": s.wall_seconds / t.wall_seconds,
+                            "scratch_map50": s.best_val_map50, "stage3_map50": t.best_val_map50})
+    return pd.DataFrame(out).round(4)
+
+
+def _plot_scatter(true: np.ndarray, pred: np.ndarray, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .overlay import colour
+
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4))
+    for k, (ax, n) in enumerate(zip(np.atleast_1d(axes), names)):
+        hi = max(1, true[:, k].max(), pred[:, k].max()) * 1.05
+        ax.plot([0, hi], [0, hi], color="grey", lw=1, ls="--")
+        ax.scatter(true[:, k], pred[:, k], s=14, color=np.array(colour(n, k)) / 255, alpha=0.7)
+        ax.set(title=n, xlabel="annotated count", ylabel="predicted count", xlim=(0, hi), ylim=(0, hi))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_threshold_curves(curves: dict[str, tuple], names: list[str], marks: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .calibrate import GRID
+    from .overlay import colour
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, n in enumerate(names):
+        rgb = np.array(colour(n, k)) / 255
+        ax.plot(GRID, curves[n][0], color=rgb, label=n)
+        for label, th in marks.items():
+            t = th[n]
+            ax.plot([t], [curves[n][0][int(np.argmin(np.abs(GRID - t)))]], "o" if label == "calibrated" else "x", color=rgb)
+    ax.set(xlabel="confidence threshold", ylabel="per-image count MAE", title="Count error vs threshold (x default, o calibrated)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_timing(timing: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(timing)))
+    ax.barh(timing["run"].astype(str), timing["wall_seconds"] / 3600, color="#4477aa")
+    ax.set(xlabel="training wall time (hours)", title="Training time per run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _worst_overlays(gts, preds, names, thresholds, true, pred, out: Path, k: int = 0, n: int = 3) -> list[str]:
+    """The images with the largest over-count of class k: predictions in class colours, annotations in white."""
+    from PIL import Image, ImageDraw
+
+    from .overlay import draw_detections
+
+    files = []
+    for i in np.argsort(-(pred[:, k] - true[:, k]))[:n]:
+        g, p = gts[i], preds[i]
+        limits = np.array([thresholds[c] for c in names], np.float32)
+        im = Image.open(g.path).convert("RGB")
+        draw = ImageDraw.Draw(im)
+        for box in g.boxes.xyxy.tolist():
+            draw.rectangle(box, outline=(255, 255, 255), width=1)
+        draw_detections(im, p.subset(p.score >= limits[p.cls]), names, line=2)
+        name = f"worst_{names[k]}_{g.path.stem}.jpg"
+        im.save(out / name, quality=90)
+        files.append(name)
+    return files
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    df = df.reset_index() if df.index.name else df
+    cells = [[str(c) for c in df.columns]] + [["" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
+                                                for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]])
+
+
+def _html(sections: list[tuple[str, str | pd.DataFrame | Path]], title: str, folder: Path) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "img{max-width:100%}code{background:#f3f3f3;padding:2px 4px}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(body, pd.DataFrame):
+            parts.append(body.to_html(float_format=lambda v: f"{v:.4g}", na_rep=""))
+        elif isinstance(body, Path):
+            data = base64.b64encode((folder / body).read_bytes()).decode()
+            mime = "image/png" if body.suffix == ".png" else "image/jpeg"
+            parts.append(f"<img alt='{html.escape(body.name)}' src='data:{mime};base64,{data}'>")
+        else:
+            parts.append(f"<p>{html.escape(body)}</p>" if not body.startswith("<") else body)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(sections, title: str) -> str:
+    out = [f"# {title}", ""]
+    for heading, body in sections:
+        out += [f"## {heading}", ""]
+        if isinstance(body, pd.DataFrame):
+            out.append(markdown_table(body))
+        elif isinstance(body, Path):
+            out.append(f"![{body.stem}]({body.as_posix()})")
+        else:
+            out.append(html.unescape(body.replace("<code>", "`").replace("</code>", "")))
+        out.append("")
+    return "\n".join(out)
+
+
+def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out: Path, imgsz: int | None = None,
+                 device: str | None = None, batch: int = 16, progress: bool = True) -> dict:
+    """Write the full report into `out` (replaced only when everything succeeded); returns the headline numbers."""
+    from ultralytics import YOLO
+
+    from . import yolo_env
+    from .calibrate import count_curves
+    from .detector import DEFAULT_CONF, Detector, Thresholds
+    from .evaluate import (EVAL_CONF, coco_ground_truth, coco_predictions, count_errors, count_matrix, counts_at,
+                           load_ground_truth, predict_split)
+    from .finetune import resolve_data
+
+    data, info = resolve_data(data)
+    gts = load_ground_truth(info, split)
+    detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
+    names = detector.names
+    if [info["names"][i] for i in range(len(info["names"]))] != names:
+        raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
+    used = Thresholds.for_model(Path(weights), names)
+    default = {n: DEFAULT_CONF for n in names}
+    timing, skipped = load_timings(run_dirs)
+    for s in skipped:
+        print(f"warning: {s}", file=sys.stderr)
+
+    with staged_dir(out) as tmp:
+        preds = predict_split(detector, gts, progress)
+        model = YOLO(str(weights))
+        model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
+        metrics = model.val(data=data, split=split, imgsz=detector.imgsz, batch=batch, conf=EVAL_CONF, iou=detector.iou,
+                            plots=True, save_json=False, project=str(tmp), name="val", exist_ok=True, verbose=False,
+                            workers=0, **({"device": device} if device else {}))
+        ap = per_class_ap(metrics, names)
+        ap.to_csv(tmp / "per_class_ap.csv", index=False)
+        (tmp / "ground_truth.json").write_text(json.dumps(coco_ground_truth(gts, names)) + "\n")
+        (tmp / "predictions.json").write_text(json.dumps(coco_predictions(preds)) + "\n")
+
+        true = count_matrix([g.boxes for g in gts], len(names))
+        pred = counts_at(preds, used.by_class, names)
+        counts = pd.DataFrame({"image": [g.path.name for g in gts]})
+        for k, n in enumerate(names):
+            counts[f"true_{n}"], counts[f"pred_{n}"] = true[:, k], pred[:, k]
+        err = count_errors(true, pred, names)
+        summary = pd.DataFrame([{"image": label, **{f"pred_{n}": err.loc[n, col] for n in names}}
+                                for label, col in (("MAE", "mae"), ("mean_relative_error", "rel_error"), ("pearson_r", "pearson_r"))])
+        pd.concat([counts, summary], ignore_index=True).to_csv(tmp / "counts.csv", index=False)
+        errors_by_threshold = pd.concat(
+            {"default": count_errors(true, counts_at(preds, default, names), names),
+             "used": err}, names=["thresholds"])
+        errors_by_threshold.to_csv(tmp / "count_errors.csv")
+        _plot_scatter(true, pred, names, tmp / "count_scatter.png")
+        curves = {n: count_curves(preds, true, k) for k, n in enumerate(names)}
+        _plot_threshold_curves(curves, names, {"default": default, "calibrated": used.by_class}, tmp / "count_error_vs_threshold.png")
+        worst = _worst_overlays(gts, preds, names, used.by_class, true, pred, tmp)
+        for plot in PLOTS_FROM_VAL:
+            if (tmp / "val" / plot).is_file():
+                shutil.copy(tmp / "val" / plot, tmp / plot)
+        comparison = scratch_vs_transfer(timing) if len(timing) else pd.DataFrame()
+        timing.to_csv(tmp / "timing.csv", index=False)
+        if len(timing):
+            _plot_timing(timing, tmp / "timing.png")
+
+        command = "bccd-yolo report " + " ".join(shlex.quote(a) for a in [
+            "--weights", str(weights), "--data", data, "--split", split, *(["--runs", *map(str, run_dirs)] if run_dirs else []),
+            "--out", str(out)])
+        thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
+        sections: list = [
+            ("Model and data", f"Model <code>{weights}</code> ({detector.imgsz} px) on the <code>{split}</code> split of "
+                               f"<code>{data}</code>: {len(gts)} images, {int(true.sum())} annotated cells. "
+                               f"Reproduce with <code>{command}</code>."),
+            ("Detection: AP per class", ap),
+            ("Counting error per image", f"Thresholds used: {thr} ({used.source}). MAE and bias in cells per image; "
+                                         "bias is predicted minus annotated."),
+            ("Count error, default (0.25) vs thresholds used", errors_by_threshold.reset_index()),
+            ("Predicted vs annotated counts", Path("count_scatter.png")),
+            ("Count error against threshold", Path("count_error_vs_threshold.png")),
+            (f"Largest {names[0]} over-counts (white: annotations; colours: predictions)",
+             "Cells the model finds but the annotators did not label set a floor under the count error."),
+            *((f"Over-count: {w}", Path(w)) for w in worst),
+            *((title, Path(p)) for p, title in PLOTS_FROM_VAL.items() if (tmp / p).is_file()),
+            ("Training time", timing if len(timing) else "No run folders with timing.json were given."),
+        ]
+        if len(comparison):
+            sections.append(("Scratch vs transfer (the study's comparison)", comparison))
+        if len(timing):
+            sections.append(("Training time per run", Path("timing.png")))
+        title = f"bccd-yolo report: {Path(weights).name} on {split}"
+        (tmp / "report.md").write_text(_markdown(sections, title))
+        (tmp / "report.html").write_text(_html(sections, title, tmp))
+    return {"ap": ap, "count_errors": errors_by_threshold, "timing": timing, "comparison": comparison}

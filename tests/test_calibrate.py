@@ -1,0 +1,82 @@
+"""Per-class threshold calibration: the optimum on synthetic predictions, the sidecar, and its use."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bccd_yolo.calibrate import GRID, calibrate_thresholds, count_curves
+from bccd_yolo.cli import main
+from bccd_yolo.detections import Detections
+from bccd_yolo.detector import Thresholds, thresholds_path
+
+
+def synthetic(true_counts: np.ndarray, cut: list[float], rng) -> list[Detections]:
+    """Per image and class: `true` boxes scoring above that class's cut, plus noise boxes below it."""
+    preds = []
+    for row in true_counts:
+        scores, classes = [], []
+        for k, n in enumerate(row):
+            scores += list(rng.uniform(cut[k] + 0.02, 1.0, n)) + list(rng.uniform(0.0, cut[k] - 0.02, rng.integers(0, 8)))
+            classes += [k] * (len(scores) - len(classes))
+        preds.append(Detections(np.zeros((len(scores), 4), np.float32), np.array(scores, np.float32), np.array(classes)))
+    return preds
+
+
+def test_calibration_recovers_a_known_optimum():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 20, (40, 3))
+    cut = [0.6, 0.3, 0.45]
+    cal = calibrate_thresholds(synthetic(true, cut, rng), true, ["RBC", "WBC", "Platelets"])
+    for (name, t), c in zip(cal.thresholds.items(), cut):
+        assert c - 0.02 <= t <= c + 0.02, (name, t, c)
+        assert cal.mae_at(name, t) == 0.0
+    assert cal.mae_at("RBC", 0.25) > 0  # the global default over-counts RBC here
+
+
+def test_count_curve_counts_boxes_at_or_above_each_threshold():
+    d = [Detections(np.zeros((4, 4), np.float32), np.array([0.1, 0.5, 0.5, 0.9], np.float32), np.array([0, 0, 1, 0]))]
+    mae, bias = count_curves(d, np.array([[2, 1]]), 0, np.array([0.05, 0.5, 0.51, 0.95]))
+    assert bias.tolist() == [1, 0, -1, -2] and mae.tolist() == [1, 0, 1, 2]
+
+
+def test_thresholds_round_trip_and_conf_overrides(tmp_path):
+    weights = tmp_path / "model.pt"
+    thresholds_path(weights).write_text(json.dumps({"thresholds": {"RBC": 0.45, "WBC": 0.3}}))
+    names = ["RBC", "WBC", "Platelets"]
+    t = Thresholds.for_model(weights, names)
+    assert t.by_class == {"RBC": 0.45, "WBC": 0.3, "Platelets": 0.25} and "calibrated" in t.source
+    assert Thresholds.for_model(weights, names, "0.5").by_class == {n: 0.5 for n in names}
+    assert Thresholds.for_model(weights, names, "WBC=0.7").by_class == {"RBC": 0.45, "WBC": 0.7, "Platelets": 0.25}
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_weights, mini_bccd, tmp_path_factory):
+    import shutil
+
+    weights = tmp_path_factory.mktemp("cal") / "model.pt"
+    shutil.copy(tiny_weights, weights)
+    assert main(["calibrate", "--weights", str(weights), "--data", str(mini_bccd), "--imgsz", "64", "--quiet"]) == 0
+    return weights
+
+
+def test_calibrate_writes_a_sidecar_that_count_uses(calibrated, mini_bccd, tmp_path, capsys):
+    saved = json.loads(thresholds_path(calibrated).read_text())
+    assert saved["split"] == "val" and set(saved["thresholds"]) == {"RBC", "WBC", "Platelets"}
+    assert all(v in GRID for v in saved["thresholds"].values())
+    for s in saved["count_mae"].values():
+        assert s["mae_calibrated"] <= s["mae_default"]
+    images = mini_bccd.parent / "images" / "val"
+    main(["count", str(images), "--weights", str(calibrated), "--imgsz", "64", "--json", str(tmp_path / "a.json"), "--quiet"])
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert a["thresholds"] == saved["thresholds"] and "calibrated" in a["thresholds_source"]
+    main(["count", str(images), "--weights", str(calibrated), "--imgsz", "64", "--conf", "0.9", "--json", str(tmp_path / "b.json"), "--quiet"])
+    assert json.loads((tmp_path / "b.json").read_text())["thresholds"] == {"RBC": 0.9, "WBC": 0.9, "Platelets": 0.9}
+
+
+def test_calibration_refuses_the_test_split(tiny_weights, mini_bccd, capsys):
+    code = main(["calibrate", "--weights", str(tiny_weights), "--data", str(mini_bccd), "--split", "test", "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--force" in err and not thresholds_path(tiny_weights).exists()

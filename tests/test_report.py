@@ -1,0 +1,125 @@
+"""`bccd-yolo report`: tables from known inputs, pycocotools agreement, and the HTML page."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bccd_yolo.cli import main
+from bccd_yolo.evaluate import count_errors
+from bccd_yolo.report import load_timings, scratch_vs_transfer
+
+
+def test_count_errors_from_known_counts():
+    true = np.array([[10, 1], [20, 0], [30, 2]])
+    pred = np.array([[12, 1], [18, 1], [33, 2]])
+    e = count_errors(true, pred, ["RBC", "WBC"])
+    assert e.loc["RBC", "mae"] == pytest.approx(7 / 3, abs=1e-4) and e.loc["RBC", "bias"] == pytest.approx(1.0)
+    assert e.loc["RBC", "rel_error"] == pytest.approx((0.2 + 0.1 + 0.1) / 3, abs=1e-4)
+    assert e.loc["RBC", "pearson_r"] == pytest.approx(np.corrcoef([10, 20, 30], [12, 18, 33])[0, 1], abs=1e-4)
+    assert e.loc["WBC", "rel_error"] == pytest.approx(0.0)  # images with no true WBC have no relative error
+
+
+def test_timing_table_and_the_scratch_vs_transfer_ratio(tmp_path):
+    for name, stage, wall in (("scratch", "scratch", 6.8 * 3600), ("stage3", "3", 2.5 * 3600)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "timing.json").write_text(json.dumps(
+            {"stage": stage, "model": "yolov3", "data": "/d/bccd/data.yaml", "imgsz": 416, "epochs": 100,
+             "wall_seconds": wall, "seconds_per_epoch": wall / 100, "images_per_second": 1.0, "trainable_params": 1}))
+        (tmp_path / name / "results.csv").write_text("epoch,  metrics/mAP50(B)\n1,0.5\n2,0.9\n")
+    (tmp_path / "broken").mkdir()
+    timing, skipped = load_timings([tmp_path / "scratch", tmp_path / "stage3", tmp_path / "broken"])
+    assert list(timing.run) == ["scratch", "stage3"] and len(skipped) == 1 and "broken" in skipped[0]
+    comp = scratch_vs_transfer(timing)
+    assert comp.loc[0, "time_ratio"] == pytest.approx(6.8 / 2.5, abs=1e-3)
+    assert comp.loc[0, "scratch_map50"] == 0.9 and comp.loc[0, "stage3_hours"] == pytest.approx(2.5)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tiny_weights, mini_bccd, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report"
+    runs = tiny_weights.parents[1]
+    assert main(["report", "--weights", str(tiny_weights), "--data", str(mini_bccd), "--split", "val",
+                 "--imgsz", "64", "--runs", str(runs), str(runs.parent / "nothing_here"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_pycocotools_agrees_with_the_ap_table(report_dir):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(report_dir / "ground_truth.json"))
+        dt = gt.loadRes(str(report_dir / "predictions.json"))
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.maxDets = [1, 10, 300]
+        ev.evaluate()
+        ev.accumulate()
+    ap = pd.read_csv(report_dir / "per_class_ap.csv").set_index("class")
+    precision = ev.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all recalls, per class, all areas, 300 dets
+    for k, name in enumerate(["RBC", "WBC", "Platelets"]):
+        p = precision[:, k]
+        coco_ap50 = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+        assert coco_ap50 == pytest.approx(ap.loc[name, "ap50"], abs=0.02), name
+    gt_json = json.loads((report_dir / "ground_truth.json").read_text())
+    assert ap.loc["all", "instances"] == len(gt_json["annotations"]) and len(gt_json["images"]) == 4
+
+
+def test_counts_csv_matches_the_ground_truth(report_dir, mini_bccd):
+    counts = pd.read_csv(report_dir / "counts.csv")
+    images = counts[counts.image.str.endswith(".jpg")]
+    assert len(images) == 4 and list(counts.image[-3:]) == ["MAE", "mean_relative_error", "pearson_r"]
+    for _, row in images.iterrows():
+        label = mini_bccd.parent / "labels" / "val" / row.image.replace(".jpg", ".txt")
+        classes = [int(line.split()[0]) for line in label.read_text().splitlines()]
+        assert [row.true_RBC, row.true_WBC, row.true_Platelets] == [classes.count(k) for k in range(3)]
+    mae = counts[counts.image == "MAE"].iloc[0]
+    assert mae.pred_RBC == pytest.approx((images.pred_RBC - images.true_RBC).abs().mean(), abs=1e-3)
+
+
+def test_report_page_has_every_section_and_embedded_plots(report_dir):
+    html = (report_dir / "report.html").read_text()
+    for heading in ("AP per class", "Counting error", "Count error against threshold", "Precision-recall",
+                    "Confusion matrix", "Training time"):
+        assert heading in html, heading
+    assert html.count("data:image/png;base64,") >= 4 and "src='count_" not in html
+    md = (report_dir / "report.md").read_text()
+    assert "| RBC |" in md and "bccd-yolo report --weights" in md
+    timing = pd.read_csv(report_dir / "timing.csv")
+    assert list(timing.run) == ["scratch"] and timing.epochs[0] == 1
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_html_renders_in_headless_chromium_without_errors(report_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium) - the HTML page was not rendered")
+    shot = tmp_path / "page.png"
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--no-first-run",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                        f"--screenshot={shot}", "--window-size=1200,3000", (report_dir / "report.html").as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, r.stderr[-2000:]
+    assert "Uncaught" not in r.stderr and "SyntaxError" not in r.stderr
+
+
+def test_missing_split_is_a_clear_error(tiny_weights, tmp_path, capsys):
+    data = tmp_path / "data.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: {tmp_path}\nval: {tmp_path}\nnames: {{0: RBC, 1: WBC, 2: Platelets}}\n")
+    code = main(["report", "--weights", str(tiny_weights), "--data", str(data), "--split", "test", "--out",
+                 str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "no 'test' split" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
