@@ -141,6 +141,10 @@ def _worst_overlays(gts, preds, names, thresholds, true, pred, out: Path, k: int
     return files
 
 
+def _code(text: str) -> str:
+    return f"<code>{html.escape(str(text))}</code>"
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     df = df.reset_index() if df.index.name else df
     cells = [[str(c) for c in df.columns]] + [["" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
@@ -158,13 +162,13 @@ def _html(sections: list[tuple[str, str | pd.DataFrame | Path]], title: str, fol
     for heading, body in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         if isinstance(body, pd.DataFrame):
-            parts.append(body.to_html(float_format=lambda v: f"{v:.4g}", na_rep=""))
+            parts.append(body.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", index=False))
         elif isinstance(body, Path):
             data = base64.b64encode((folder / body).read_bytes()).decode()
             mime = "image/png" if body.suffix == ".png" else "image/jpeg"
             parts.append(f"<img alt='{html.escape(body.name)}' src='data:{mime};base64,{data}'>")
         else:
-            parts.append(f"<p>{html.escape(body)}</p>" if not body.startswith("<") else body)
+            parts.append(f"<p>{body}</p>")  # text sections are built as HTML, their values escaped by _code
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -249,11 +253,11 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             "--out", str(out)])
         thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
         sections: list = [
-            ("Model and data", f"Model <code>{weights}</code> ({detector.imgsz} px) on the <code>{split}</code> split of "
-                               f"<code>{data}</code>: {len(gts)} images, {int(true.sum())} annotated cells. "
-                               f"Reproduce with <code>{command}</code>."),
+            ("Model and data", f"Model {_code(weights)} ({detector.imgsz} px) on the {_code(split)} split of "
+                               f"{_code(data)}: {len(gts)} images, {int(true.sum())} annotated cells. "
+                               f"Reproduce with {_code(command)}."),
             ("Detection: AP per class", ap),
-            ("Counting error per image", f"Thresholds used: {thr} ({used.source}). MAE and bias in cells per image; "
+            ("Counting error per image", f"Thresholds used: {html.escape(thr)} ({html.escape(used.source)}). MAE and bias in cells per image; "
                                          "bias is predicted minus annotated."),
             ("Count error, default (0.25) vs thresholds used", errors_by_threshold.reset_index()),
             ("Predicted vs annotated counts", Path("count_scatter.png")),

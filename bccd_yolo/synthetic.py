@@ -1,0 +1,34 @@
+"""Synthetic slides: real photos pasted at uneven offsets onto one canvas, to check tiled counting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def paste_canvas(files: list[Path], width: int, height: int, seed: int = 0, background: int = 230
+                 ) -> tuple[np.ndarray, list[tuple[Path, int, int]]]:
+    """Rows of photos separated by random gaps; returns the RGB canvas and (file, x, y) of each photo placed."""
+    rng = np.random.default_rng(seed)
+    canvas = np.full((height, width, 3), background, np.uint8)
+    placed: list[tuple[Path, int, int]] = []
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    y, k = int(rng.integers(0, 40)), 0
+    while k < len(files):
+        h_row = 0
+        x = int(rng.integers(0, 60))
+        while k < len(files) and x + photos[k].shape[1] <= width:
+            ph = photos[k]
+            if y + ph.shape[0] > height:
+                return canvas, placed
+            canvas[y : y + ph.shape[0], x : x + ph.shape[1]] = ph
+            placed.append((files[k], x, y))
+            h_row = max(h_row, ph.shape[0])
+            x += ph.shape[1] + int(rng.integers(7, 90))
+            k += 1
+        if h_row == 0:
+            break
+        y += h_row + int(rng.integers(7, 90))
+    return canvas, placed
