@@ -188,17 +188,13 @@ def plan_run(req: FinetuneRequest) -> RunPlan:
     freeze = freeze_names(modules, frozen, set(fresh_in_frozen)) if weights else list(frozen)
     if fresh_in_frozen:
         notes.append(
-            f"{len(fresh_in_frozen)} tensors of frozen layers could not be loaded ({_shape_reason(info['nc'], weights)}): "
+            f"{len(fresh_in_frozen)} tensors of frozen layers could not be loaded (class count changes to {info['nc']}): "
             f"{', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh_in_frozen}))} are trained, the rest of those layers stays frozen"
         )
     frozen_params = sum(p.numel() for k, p in target.named_parameters() if _is_frozen(k, freeze))
     total = sum(p.numel() for p in target.parameters())
     return RunPlan(stage, parts, data, info, weights, transferred, len(target_state), fresh_in_frozen, freeze,
                    total - frozen_params, frozen_params, notes)
-
-
-def _shape_reason(nc: int, weights: str | None) -> str:
-    return f"class count changes to {nc}" if weights else "random initialisation"
 
 
 def _is_frozen(name: str, freeze: list) -> bool:
@@ -272,7 +268,6 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
     rows = list(csv.DictReader((save_dir / "results.csv").open())) if (save_dir / "results.csv").is_file() else []
     epochs = len(rows)
     train_seconds = float(rows[-1]["time"]) if rows else wall
-    args = json.loads(json.dumps(getattr(req, "overrides", {}), default=str))
     return {
         "stage": req.stage,
         "model": req.model,
@@ -291,7 +286,7 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "weights": plan.weights if plan else "resumed",
         "transferred_tensors": plan.transferred if plan else None,
         "freeze": [str(x) for x in plan.freeze] if plan else None,
-        "overrides": args,
+        "overrides": json.loads(json.dumps(req.overrides, default=str)),
         "resumed": req.resume,
     }
 

@@ -36,3 +36,12 @@ def test_fresh_tensors_are_carved_out_of_a_frozen_layer():
     fresh = {"model.5.b.1.weight", "model.5.b.1.bias"}
     assert freeze_names(modules, (4, 5), fresh) == [4, "5.a", "5.b.0"]
     assert freeze_names(modules, (4, 5), set()) == [4, 5]
+
+
+def test_cpu_demo_profile_fills_only_what_was_not_given():
+    from bccd_yolo.finetune import FinetuneRequest
+
+    r = FinetuneRequest(stage="3", profile="cpu-demo", epochs=3).filled()
+    assert (r.model, r.imgsz, r.epochs, r.name) == ("yolov3-tiny", 320, 3, "stage3")
+    plain = FinetuneRequest(stage="scratch").filled()
+    assert (plain.model, plain.imgsz, plain.name) == ("yolov3", 416, "scratch")
