@@ -196,7 +196,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
     from .calibrate import count_curves
     from .detector import DEFAULT_CONF, Detector, Thresholds
     from .evaluate import (EVAL_CONF, coco_ground_truth, coco_predictions, count_errors, count_matrix, counts_at,
-                           load_ground_truth, predict_split)
+                           load_ground_truth, predict_split, unannotated_share)
     from .finetune import resolve_data
 
     data, info = resolve_data(data)
@@ -229,6 +229,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
         for k, n in enumerate(names):
             counts[f"true_{n}"], counts[f"pred_{n}"] = true[:, k], pred[:, k]
         err = count_errors(true, pred, names)
+        err["unannotated_share"] = pd.Series(unannotated_share(gts, preds, used.by_class, names))
         summary = pd.DataFrame([{"image": label, **{f"pred_{n}": err.loc[n, col] for n in names}}
                                 for label, col in (("MAE", "mae"), ("mean_relative_error", "rel_error"), ("pearson_r", "pearson_r"))])
         pd.concat([counts, summary], ignore_index=True).to_csv(tmp / "counts.csv", index=False)
@@ -263,7 +264,9 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             ("Predicted vs annotated counts", Path("count_scatter.png")),
             ("Count error against threshold", Path("count_error_vs_threshold.png")),
             (f"Largest {names[0]} over-counts (white: annotations; colours: predictions)",
-             "Cells the model finds but the annotators did not label set a floor under the count error."),
+             f"unannotated_share above is the share of kept detections that overlap no annotated box of their class "
+             f"({names[0]}: {err.loc[names[0], 'unannotated_share']:.0%}). The overlays below show what they are: "
+             "cells the annotators did not label set a floor under the count error."),
             *((f"Over-count: {w}", Path(w)) for w in worst),
             *((title, Path(p)) for p, title in PLOTS_FROM_VAL.items() if (tmp / p).is_file()),
             ("Training time", timing if len(timing) else "No run folders with timing.json were given."),
