@@ -19,7 +19,7 @@ from .overlay import write_photo_overlay, write_slide_overlay
 from .tiling import merge_tiles, tile_grid
 
 DEFAULT_TILE = 640  # BCCD's frame width: tiles show cells at the scale the model was trained on
-DEFAULT_OVERLAP = 0.25
+DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
 
