@@ -105,7 +105,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
     weights = args.weights or default_weights()
-    runs = args.runs if args.runs is not None else sorted(p for p in Path("runs").glob("*") if p.is_dir())
+    # Default: every training run under runs/ (folders Ultralytics wrote a results.csv into).
+    runs = args.runs if args.runs is not None else sorted(p.parent for p in Path("runs").glob("*/results.csv"))
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
                           progress=not args.quiet)
     from .report import markdown_table
