@@ -123,3 +123,11 @@ def test_missing_split_is_a_clear_error(tiny_weights, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0 and "no 'test' split" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_report_numbers_are_deterministic(report_dir, tiny_weights, mini_bccd, tmp_path):
+    again = tmp_path / "again"
+    assert main(["report", "--weights", str(tiny_weights), "--data", str(mini_bccd), "--split", "val",
+                 "--imgsz", "64", "--runs", "--out", str(again), "--quiet"]) == 0
+    for name in ("per_class_ap.csv", "counts.csv", "count_errors.csv", "predictions.json", "ground_truth.json"):
+        assert (again / name).read_bytes() == (report_dir / name).read_bytes(), name
