@@ -135,3 +135,22 @@ def test_grey_and_16_bit_tiffs_read_as_rgb(tmp_path):
     region = open_image(tmp_path / "g.tif").read(0, 0, 10, 10)
     assert region.shape == (10, 10, 3) and region.dtype == np.uint8
     assert (region[..., 0] == region[..., 2]).all()
+
+
+def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
+    """`.svs` and friends go through OpenSlide (pip install 'bccd-yolo[openslide]'); without it, a clear error."""
+    image = np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8)
+    path = tmp_path / "slide.svs"
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", compression="zlib")  # OpenSlide: generic-tiff
+    try:
+        import openslide  # noqa: F401
+    except ImportError:
+        from bccd_yolo.errors import InputError
+
+        with pytest.raises(InputError, match="needs OpenSlide"):
+            open_image(path)
+        return
+    src = open_image(path)
+    assert (src.width, src.height) == (2000, 1500)
+    assert np.array_equal(src.read(100, 200, 300, 200), image[200:400, 100:400])
+    src.close()
