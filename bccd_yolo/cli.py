@@ -73,7 +73,7 @@ def cmd_count(args: argparse.Namespace) -> int:
 
     weights = args.weights or default_weights()
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                        device=args.device, batch=args.batch)
+                        device=args.device, batch=args.batch, max_det=args.max_det)
     results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
                                    progress=not args.quiet)
     print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence threshold: one number for all classes, or e.g. RBC=0.5,WBC=0.3 "
                         "(default: the model's calibrated thresholds, else 0.25)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300, help="most detections per image or tile")
     p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the model's training size)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile size in pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles")

@@ -54,10 +54,12 @@ def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE,
     with tqdm(total=len(grid), desc=f"{src.path.name} tiles", unit="tile", disable=not progress) as bar:
         for i in range(0, len(grid), detector.batch):
             batch = grid[i : i + detector.batch]
-            found = detector([src.read(t.x, t.y, t.w, t.h) for t in batch])
+            found = detector([src.read(t.x, t.y, t.w, t.h) for t in batch], threshold=False)
             per_tile += [(t, d.shifted(t.x, t.y)) for t, d in zip(batch, found)]
             bar.update(len(batch))
-    return merge_tiles(per_tile, src.width, src.height), len(grid)
+    # Threshold after merging: a cell cut by a tile edge can score above the threshold while the
+    # neighbour's whole view of it scores below; matched first, the whole view decides.
+    return detector.thresholds.keep(merge_tiles(per_tile, src.width, src.height), detector.names), len(grid)
 
 
 def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,

@@ -14,6 +14,7 @@ from .errors import InputError
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_CONF = 0.25  # Ultralytics' own default, used for classes without a calibrated threshold
+RAW_CONF = 0.01  # tiles are predicted down to this, merged, and only then thresholded
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "bccd_yolov3_tiny.pt"
 
 
@@ -121,7 +122,7 @@ class Detector:
     """Batches of RGB arrays in, one Detections per image out."""
 
     def __init__(self, weights: Path, backend: str = "torch", imgsz: int | None = None, conf: str | None = None,
-                 iou: float = 0.7, device: str | None = None, batch: int = 8):
+                 iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300):
         from ultralytics import YOLO
 
         from .finetune import load_checkpoint_model
@@ -134,21 +135,23 @@ class Detector:
         train_args = getattr(model, "args", {}) or {}
         self.imgsz = int(imgsz or train_args.get("imgsz", 640))
         self.thresholds = Thresholds.for_model(self.weights, self.names, conf)
-        self.iou, self.device, self.batch, self.backend = iou, device, batch, backend
+        self.iou, self.device, self.batch, self.backend, self.max_det = iou, device, batch, backend, max_det
         path = export_onnx(self.weights, self.imgsz) if backend == "onnx" else self.weights
         self.model = YOLO(str(path), task="detect")
         self.model.add_callback("on_predict_start", yolo_env.use_all_cpu_threads)
 
-    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+    def __call__(self, images: list[np.ndarray], threshold: bool = True) -> list[Detections]:
+        """Detections per image; with threshold=False, every box down to RAW_CONF (for merging tiles first)."""
+        conf = self.thresholds.lowest if threshold else min(RAW_CONF, self.thresholds.lowest)
         out: list[Detections] = []
         for i in range(0, len(images), self.batch):
             chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i : i + self.batch]]  # Ultralytics wants BGR
             kwargs = {"device": self.device} if self.device is not None else {}
-            results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.thresholds.lowest, iou=self.iou,
-                                         verbose=False, batch=len(chunk), **kwargs)
+            results = self.model.predict(chunk, imgsz=self.imgsz, conf=conf, iou=self.iou,
+                                         max_det=self.max_det, verbose=False, batch=len(chunk), **kwargs)
             for r in results:
                 b = r.boxes
                 d = Detections(b.xyxy.cpu().numpy().astype(np.float32), b.conf.cpu().numpy().astype(np.float32),
                                b.cls.cpu().numpy().astype(np.int64))
-                out.append(self.thresholds.keep(d, self.names))
+                out.append(self.thresholds.keep(d, self.names) if threshold else d)
         return out

@@ -216,7 +216,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
         model = YOLO(str(weights))
         model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
         metrics = model.val(data=data, split=split, imgsz=detector.imgsz, batch=batch, conf=EVAL_CONF, iou=detector.iou,
-                            plots=True, save_json=False, project=str(tmp), name="val", exist_ok=True, verbose=False,
+                            plots=True, save_json=False, project=str(tmp.resolve()), name="val", exist_ok=True, verbose=False,
                             workers=0, **({"device": device} if device else {}))
         ap = per_class_ap(metrics, names)
         ap.to_csv(tmp / "per_class_ap.csv", index=False)

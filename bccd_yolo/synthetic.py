@@ -8,17 +8,20 @@ import numpy as np
 from PIL import Image
 
 
-def paste_canvas(files: list[Path], width: int, height: int, seed: int = 0, background: int = 230
-                 ) -> tuple[np.ndarray, list[tuple[Path, int, int]]]:
-    """Rows of photos separated by random gaps; returns the RGB canvas and (file, x, y) of each photo placed."""
+def paste_canvas(files: list[Path], width: int, height: int, seed: int = 0, background: int = 230,
+                 gaps: tuple[int, int] = (7, 90)) -> tuple[np.ndarray, list[tuple[Path, int, int]]]:
+    """Rows of photos separated by random gaps in [gaps[0], gaps[1]) pixels, rows starting at uneven offsets.
+
+    Returns the RGB canvas and (file, x, y) of each photo placed.
+    """
     rng = np.random.default_rng(seed)
     canvas = np.full((height, width, 3), background, np.uint8)
     placed: list[tuple[Path, int, int]] = []
     photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    y, k = int(rng.integers(0, 40)), 0
+    y, k = int(rng.integers(0, 40)) if gaps[1] > 1 else 0, 0
     while k < len(files):
         h_row = 0
-        x = int(rng.integers(0, 60))
+        x = int(rng.integers(0, 60)) if gaps[1] > 1 else 0
         while k < len(files) and x + photos[k].shape[1] <= width:
             ph = photos[k]
             if y + ph.shape[0] > height:
@@ -26,9 +29,9 @@ def paste_canvas(files: list[Path], width: int, height: int, seed: int = 0, back
             canvas[y : y + ph.shape[0], x : x + ph.shape[1]] = ph
             placed.append((files[k], x, y))
             h_row = max(h_row, ph.shape[0])
-            x += ph.shape[1] + int(rng.integers(7, 90))
+            x += ph.shape[1] + int(rng.integers(*gaps))
             k += 1
         if h_row == 0:
             break
-        y += h_row + int(rng.integers(7, 90))
+        y += h_row + int(rng.integers(*gaps))
     return canvas, placed

@@ -2,9 +2,10 @@
 
 The merge never compares boxes across the whole slide: only the boxes of two neighbouring
 tiles that lie in those tiles' shared strip are matched, one to one, by intersection over the
-smaller box (a cell cut by a tile edge is a partial box inside the whole one). The duplicate
-is dropped rather than fused with its match, because fusing joins touching cells. Cost grows
-with the number of tiles, not with the square of the number of cells.
+smaller box (a cell cut by a tile edge is a partial box inside the whole one), ranking whole
+boxes before partial ones and then by score; the other tile's duplicates are dropped rather than
+fused, because fusing joins touching cells. Cost grows with the number of tiles, not with the
+square of the number of cells.
 """
 
 from __future__ import annotations
@@ -94,26 +95,27 @@ def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, i
 
 
 def _resolve_pairs(m, thr, side_a, side_b, partial, keep) -> None:
-    """Greedy one-to-one matching by overlap; in each pair the partial (else weaker, else smaller) box goes."""
+    """Cross-tile suppression in one shared strip: boxes ranked whole before partial, then by score;
+    each box still kept removes the other tile's boxes of its class that overlap it (intersection
+    over the smaller box >= thr). Boxes of the same tile never suppress each other, so touching
+    cells that one tile separated stay separate."""
     (ka, ia, da), (kb, ib, db) = side_a, side_b
-    order = np.argsort(-m, axis=None)
-    used_a, used_b = set(), set()
-    for flat in order:
-        r, c = divmod(int(flat), m.shape[1])
-        if m[r, c] < thr:
-            break
-        if r in used_a or c in used_b:
-            continue
-        used_a.add(r)
-        used_b.add(c)
-        a, b = ia[r], ib[c]
-        key_a = (not partial[ka][a], float(da.score[a]), _box_area(da.xyxy[a]))
-        key_b = (not partial[kb][b], float(db.score[b]), _box_area(db.xyxy[b]))
-        if key_a >= key_b:
-            keep[kb][b] = False
+    ranked = sorted(
+        [(0, r) for r in range(len(ia))] + [(1, c) for c in range(len(ib))],
+        key=lambda sc: (
+            not (partial[ka][ia[sc[1]]] if sc[0] == 0 else partial[kb][ib[sc[1]]]),
+            float(da.score[ia[sc[1]]] if sc[0] == 0 else db.score[ib[sc[1]]]),
+        ),
+        reverse=True,
+    )
+    for side, i in ranked:
+        if side == 0:
+            if not keep[ka][ia[i]]:
+                continue
+            for c in np.flatnonzero(m[i] >= thr):
+                keep[kb][ib[c]] = False
         else:
-            keep[ka][a] = False
-
-
-def _box_area(b: np.ndarray) -> float:
-    return float((b[2] - b[0]) * (b[3] - b[1]))
+            if not keep[kb][ib[i]]:
+                continue
+            for r in np.flatnonzero(m[:, i] >= thr):
+                keep[ka][ia[r]] = False

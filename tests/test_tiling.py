@@ -12,6 +12,7 @@ import tifffile
 
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detections import Detections
+from bccd_yolo.detector import Thresholds
 from bccd_yolo.images import PhotoSource, TiledTiffSource, open_image
 from bccd_yolo.tiling import ios_matrix, merge_tiles, tile_grid
 
@@ -23,8 +24,9 @@ class BlobDetector:
 
     names = ["RBC", "WBC", "Platelets"]
     batch = 4
+    thresholds = Thresholds({n: 0.5 for n in names}, "test")
 
-    def __call__(self, images):
+    def __call__(self, images, threshold=True):
         out = []
         for im in images:
             boxes, classes = [], []
@@ -154,3 +156,25 @@ def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
     assert (src.width, src.height) == (2000, 1500)
     assert np.array_equal(src.read(100, 200, 300, 200), image[200:400, 100:400])
     src.close()
+
+
+def test_the_whole_view_of_a_cell_decides_over_a_partial_one():
+    """Cut by tile a's edge, a cell scores 0.8 there; tile b sees it whole at 0.2: b's view is kept."""
+    from bccd_yolo.tiling import Tile
+
+    a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
+    da = Detections(np.array([[80, 10, 100, 40]], np.float32), np.array([0.8], np.float32), np.array([0]))
+    db = Detections(np.array([[80, 10, 120, 40]], np.float32), np.array([0.2], np.float32), np.array([0]))
+    merged = merge_tiles([(a, da), (b, db)], 160, 100)
+    assert merged.xyxy.tolist() == [[80, 10, 120, 40]] and merged.score.tolist() == pytest.approx([0.2])
+
+
+def test_a_low_score_box_inside_a_cell_does_not_shield_its_duplicate():
+    from bccd_yolo.tiling import Tile
+
+    a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
+    cell = [70, 10, 95, 35]
+    da = Detections(np.array([cell], np.float32), np.array([0.9], np.float32), np.array([0]))
+    db = Detections(np.array([cell, [80, 20, 85, 25]], np.float32), np.array([0.85, 0.02], np.float32), np.array([0, 0]))
+    merged = merge_tiles([(a, da), (b, db)], 160, 100)
+    assert merged.xyxy.tolist() == [cell] and merged.score.tolist() == pytest.approx([0.9])
