@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,23 +97,14 @@ def export_onnx(weights: Path, imgsz: int) -> Path:
 
     from .download import cache_dir
 
+    weights = Path(weights)
     target = onnx_path_for(weights, imgsz)
-    if target.is_file() and target.stat().st_mtime >= Path(weights).stat().st_mtime:
-        return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        probe = target.with_suffix(".probe")
-        probe.touch()
-        probe.unlink()
-    except OSError:
+    if not os.access(target.parent, os.W_OK):
         target = cache_dir() / "onnx" / target.name
-        if target.is_file() and target.stat().st_mtime >= Path(weights).stat().st_mtime:
-            return target
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / Path(weights).name
+    if target.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:  # Ultralytics writes the export beside the file it loaded
+        local = Path(tmp) / weights.name
         shutil.copy2(weights, local)
         exported = YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False)
         target.parent.mkdir(parents=True, exist_ok=True)

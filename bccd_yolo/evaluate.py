@@ -111,13 +111,11 @@ def predict_split(detector, gts: list[GroundTruth], progress: bool = True) -> li
     """Low-threshold predictions for every image of the split (the detector must run at EVAL_CONF)."""
     from tqdm import tqdm
 
+    from .counting import detect_image
     from .images import open_image
 
-    out = []
-    for g in tqdm(gts, desc="predicting", unit="img", disable=not progress):
-        src = open_image(g.path)
-        out.append(detector([src.read(0, 0, src.width, src.height)])[0])
-    return out
+    return [detect_image(open_image(g.path), detector, tile=0, progress=False)[0]
+            for g in tqdm(gts, desc="predicting", unit="img", disable=not progress)]
 
 
 def unannotated_share(gts: list[GroundTruth], preds: list[Detections], thresholds: dict[str, float],
