@@ -144,8 +144,8 @@ def test_size_mismatch_uses_the_image_and_is_reported(tmp_path):
 def test_random_split_is_seeded_and_sized(tmp_path):
     src = make_voc(tmp_path / "voc", n=20)
     a = convert(src, tmp_path / "a", split="random", seed=3, val_frac=0.25, test_frac=0.1)
-    b = convert(src, tmp_path / "b", split="random", seed=3, val_frac=0.25, test_frac=0.1)
-    c = convert(src, tmp_path / "c", split="random", seed=4, val_frac=0.25, test_frac=0.1)
+    convert(src, tmp_path / "b", split="random", seed=3, val_frac=0.25, test_frac=0.1)
+    convert(src, tmp_path / "c", split="random", seed=4, val_frac=0.25, test_frac=0.1)
     assert {k: v.images for k, v in a.splits.items()} == {"train": 13, "val": 5, "test": 2}
     assert tree_digest(tmp_path / "a" / "labels") == tree_digest(tmp_path / "b" / "labels")
     val = lambda d: sorted(p.name for p in (tmp_path / d / "labels" / "val").iterdir())  # noqa: E731
