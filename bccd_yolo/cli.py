@@ -118,7 +118,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bccd-yolo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bccd-yolo",
+        description="Blood-cell (RBC, WBC, platelet) detection and counting with staged YOLOv3 transfer learning.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("convert", help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
