@@ -22,7 +22,12 @@ class Calibration:
     bias_curve: dict[str, list[float]]
 
     def mae_at(self, name: str, t: float) -> float:
-        return self.mae_curve[name][int(np.argmin(np.abs(GRID - t)))]
+        return self.mae_curve[name][grid_index(t)]
+
+
+def grid_index(t: float) -> int:
+    """The GRID position nearest to threshold t."""
+    return int(np.argmin(np.abs(GRID - t)))
 
 
 def count_curves(preds: list[Detections], true: np.ndarray, k: int, grid: np.ndarray = GRID) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +59,7 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
               device: str | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary."""
     from .detector import DEFAULT_CONF, Detector, thresholds_path
-    from .evaluate import EVAL_CONF, count_matrix, counts_at, load_ground_truth, predict_split
+    from .evaluate import EVAL_CONF, count_matrix, load_ground_truth, predict_split
     from .finetune import resolve_data
 
     if split == "test" and not force:
@@ -67,11 +72,8 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     names = detector.names
     true = count_matrix([g.boxes for g in gts], len(names))
     cal = calibrate_thresholds(preds, true, names)
-    default = {n: DEFAULT_CONF for n in names}
-    before = np.abs(counts_at(preds, default, names) - true).mean(0)
-    after = np.abs(counts_at(preds, cal.thresholds, names) - true).mean(0)
-    summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(float(b), 3), "mae_calibrated": round(float(a), 3)}
-               for n, b, a in zip(names, before, after)}
+    summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
+                   "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     sidecar = thresholds_path(weights)
     write_sidecar(sidecar, cal, {"split": split, "data": data, "images": len(gts), "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,

@@ -31,6 +31,10 @@ class Detections:
     def subset(self, mask: np.ndarray) -> "Detections":
         return Detections(self.xyxy[mask], self.score[mask], self.cls[mask])
 
+    def above(self, limits) -> "Detections":
+        """The boxes scoring at or above their class's limit (limits indexed by class)."""
+        return self.subset(self.score >= np.asarray(limits, np.float32)[self.cls])
+
     def shifted(self, dx: float, dy: float) -> "Detections":
         return Detections(self.xyxy + np.array([dx, dy, dx, dy], np.float32), self.score, self.cls)
 

@@ -61,8 +61,7 @@ class Thresholds:
         return min(self.by_class.values())
 
     def keep(self, d: Detections, names: list[str]) -> Detections:
-        limits = np.array([self.by_class[n] for n in names], np.float32)
-        return d.subset(d.score >= limits[d.cls])
+        return d.above([self.by_class[n] for n in names])
 
 
 def parse_conf(text: str, names: list[str]) -> dict[str, float]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import InputError
+from .fsutil import atomic_save
 
 BCCD_ARCHIVE_URL = "https://github.com/Shenggan/BCCD_Dataset/archive/refs/heads/master.zip"
 ULTRALYTICS_ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0"
@@ -25,21 +26,20 @@ def cache_dir() -> Path:
 def fetch(url: str, dest: Path, timeout: float = 15.0, hint: str = "") -> Path:
     """Download `url` to `dest` (through a temporary file); raise InputError when it cannot."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, os.fdopen(fd, "wb") as f:
+
+    def stream(tmp: str) -> None:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
             total = int(r.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dest.name}") as bar:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))
-        os.replace(tmp, dest)
+
+    try:
+        return atomic_save(dest, stream)
     except (urllib.error.URLError, OSError, ValueError) as e:
-        Path(tmp).unlink(missing_ok=True)
         reason = getattr(e, "reason", e)
         raise InputError(url, f"download failed ({reason}){'; ' + hint if hint else ''}") from None
-    return dest
 
 
 def fetch_bccd(datasets_dir: Path, url: str | None = None) -> Path:

@@ -68,8 +68,8 @@ def count_matrix(dets: list[Detections], n_classes: int) -> np.ndarray:
 
 def counts_at(preds: list[Detections], thresholds: dict[str, float], names: list[str]) -> np.ndarray:
     """Per-image, per-class counts of predictions at or above each class's threshold."""
-    limits = np.array([thresholds[n] for n in names], np.float32)
-    return count_matrix([p.subset(p.score >= limits[p.cls]) for p in preds], len(names))
+    limits = [thresholds[n] for n in names]
+    return count_matrix([p.above(limits) for p in preds], len(names))
 
 
 def count_errors(true: np.ndarray, pred: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -128,11 +128,11 @@ def unannotated_share(gts: list[GroundTruth], preds: list[Detections], threshold
     from ultralytics.utils.metrics import box_iou
     import torch
 
-    limits = np.array([thresholds[n] for n in names], np.float32)
+    limits = [thresholds[n] for n in names]
     kept = np.zeros(len(names))
     lone = np.zeros(len(names))
     for g, p in zip(gts, preds):
-        p = p.subset(p.score >= limits[p.cls])
+        p = p.above(limits)
         for k in range(len(names)):
             pk, gk = p.xyxy[p.cls == k], g.boxes.xyxy[g.boxes.cls == k]
             kept[k] += len(pk)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .detections import Detections
+from .fsutil import atomic_save
 from .images import ImageSource
 
 CLASS_COLOURS = {"RBC": (255, 0, 0), "WBC": (0, 200, 0), "Platelets": (0, 64, 255)}
@@ -55,24 +54,12 @@ def line_width(width: int, height: int) -> int:
     return max(1, round(min(width, height) / 320))
 
 
-def _atomic_save(path: Path, save) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_photo_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int], path: Path) -> Path:
     """Same pixel size as the input, with a legend of the counts."""
     im = Image.fromarray(src.read(0, 0, src.width, src.height))
     draw_detections(im, d, names, line=line_width(src.width, src.height))
     draw_legend(im, counts, names)
-    _atomic_save(path, lambda p: im.save(p, quality=92) if path.suffix == ".jpg" else im.save(p))
+    atomic_save(path, lambda p: im.save(p, quality=92) if path.suffix == ".jpg" else im.save(p))
     return path
 
 
@@ -106,8 +93,8 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
                 thumb.paste(small, (round(x * scale), round(y * scale)))
                 yield np.asarray(im)
 
-    _atomic_save(path, lambda p: tifffile.imwrite(p, tiles(), shape=(src.height, src.width, 3), dtype=np.uint8,
+    atomic_save(path, lambda p: tifffile.imwrite(p, tiles(), shape=(src.height, src.width, 3), dtype=np.uint8,
                                                    tile=(t, t), photometric="rgb", compression="zlib", bigtiff=True))
     draw_legend(thumb, counts, names)
-    _atomic_save(preview, thumb.save)
+    atomic_save(preview, thumb.save)
     return path, preview

@@ -92,7 +92,7 @@ def _plot_scatter(true: np.ndarray, pred: np.ndarray, names: list[str], path: Pa
 def _plot_threshold_curves(curves: dict[str, tuple], names: list[str], marks: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from .calibrate import GRID
+    from .calibrate import GRID, grid_index
     from .overlay import colour
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -101,7 +101,7 @@ def _plot_threshold_curves(curves: dict[str, tuple], names: list[str], marks: di
         ax.plot(GRID, curves[n][0], color=rgb, label=n)
         for label, th in marks.items():
             t = th[n]
-            ax.plot([t], [curves[n][0][int(np.argmin(np.abs(GRID - t)))]], "o" if label == "calibrated" else "x", color=rgb)
+            ax.plot([t], [curves[n][0][grid_index(t)]], "o" if label == "calibrated" else "x", color=rgb)
     ax.set(xlabel="confidence threshold", ylabel="per-image count MAE", title="Count error vs threshold (x default, o calibrated)")
     ax.legend()
     fig.tight_layout()
@@ -129,12 +129,11 @@ def _worst_overlays(gts, preds, names, thresholds, true, pred, out: Path, k: int
     files = []
     for i in np.argsort(-(pred[:, k] - true[:, k]))[:n]:
         g, p = gts[i], preds[i]
-        limits = np.array([thresholds[c] for c in names], np.float32)
         im = Image.open(g.path).convert("RGB")
         draw = ImageDraw.Draw(im)
         for box in g.boxes.xyxy.tolist():
             draw.rectangle(box, outline=(255, 255, 255), width=1)
-        draw_detections(im, p.subset(p.score >= limits[p.cls]), names, line=2)
+        draw_detections(im, p.above([thresholds[c] for c in names]), names, line=2)
         name = f"worst_{names[k]}_{g.path.stem}.jpg"
         im.save(out / name, quality=90)
         files.append(name)

@@ -1,11 +1,11 @@
 """Sliced inference geometry and the merge of detections where neighbouring tiles overlap.
 
 The merge never compares boxes across the whole slide: only the boxes of two neighbouring
-tiles that lie in those tiles' shared strip are matched, one to one, by intersection over the
-smaller box (a cell cut by a tile edge is a partial box inside the whole one), ranking whole
-boxes before partial ones and then by score; the other tile's duplicates are dropped rather than
-fused, because fusing joins touching cells. Cost grows with the number of tiles, not with the
-square of the number of cells.
+tiles that lie in those tiles' shared strip are compared, by intersection over the smaller box
+(a cell cut by a tile edge is a partial box inside the whole one). Ranked whole before partial
+and then by score, each kept box removes the other tile's duplicates; they are dropped rather
+than fused, because fusing joins touching cells. Cost grows with the number of tiles, not with
+the square of the number of cells.
 """
 
 from __future__ import annotations
