@@ -60,10 +60,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     req = FinetuneRequest(
         stage="scratch" if args.scratch else str(args.stage), model=args.model, data=args.data, weights=args.weights,
         epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,
-        project=args.project, name=args.name, resume=args.resume, profile=args.profile,
+        project=args.project, name=args.name, resume=args.resume, profile=args.profile, cfg=args.cfg,
         overrides=parse_overrides(args.overrides),
     )
     finetune(req)
+    return 0
+
+
+def cmd_import_darknet(args: argparse.Namespace) -> int:
+    from .download import resolve_darknet_weights
+    from .yolo.darknet import import_darknet, save_checkpoint
+
+    result = import_darknet(resolve_darknet_weights(args.weights), args.cfg)
+    save_checkpoint(result, args.out)
+    print(result.describe())
+    print(f"checkpoint written to {args.out} (YOLO('{args.out}') loads it; finetune --weights {args.out} trains it)")
     return 0
 
 
@@ -151,12 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Extra Ultralytics train arguments go after the options as key=value, e.g. lr0=0.001 mosaic=0.5. "
                "--device 0,1 trains on several GPUs with Ultralytics' DDP.",
     )
-    p.add_argument("--stage", type=int, choices=(1, 2, 3), default=None,
-                   help="1: backbone on COCO; 2: neck on VOC; 3: neck and head on blood cells")
+    p.add_argument("--stage", choices=("1", "2", "3", "full"), default=None,
+                   help="1: backbone on COCO; 2: neck on VOC; 3: neck and head on blood cells; "
+                        "full: everything, from --weights (nothing frozen)")
     p.add_argument("--scratch", action="store_true", help="train everything from random initialisation (baseline)")
     p.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default yolov3)")
     p.add_argument("--data", default=None, help="data YAML (default: coco.yaml, VOC.yaml, datasets/bccd/data.yaml)")
-    p.add_argument("--weights", default=None, help="checkpoint to start from (default: the previous stage's best.pt)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint to start from (default: the previous stage's best.pt); darknet X.weights are "
+                        "imported (model: its -darknet variant)")
+    p.add_argument("--cfg", default=None, help="darknet cfg of --weights X.weights (default: X.cfg beside it)")
     p.add_argument("--epochs", type=int, default=None, help="default 100")
     p.add_argument("--imgsz", type=int, default=None, help="default 416")
     p.add_argument("--batch", type=int, default=None, help="default 16")
@@ -168,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="cpu-demo: yolov3-tiny, imgsz 320, 10 epochs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("import-darknet", help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
+                       description="Load darknet yolov3, yolov3-spp or yolov3-tiny weights into the matching Ultralytics "
+                                   "model with darknet's LeakyReLU(0.1); the YOLO output layers are skipped (the "
+                                   "Ultralytics head is anchor-free and starts fresh).")
+    p.add_argument("weights", type=Path, help="darknet .weights file, or yolov3.weights / yolov3-spp.weights / "
+                                              "yolov3-tiny.weights to download darknet's published COCO weights")
+    p.add_argument("--cfg", type=Path, default=None, help="its darknet .cfg (default: beside the weights, same stem)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
+    p.set_defaults(func=cmd_import_darknet)
 
     from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
 

@@ -6,13 +6,15 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import yolo_env
 from .errors import InputError
-from .stages import PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, load_model_yaml, model_parts_from_yaml
+from .stages import (
+    PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, load_model_yaml, model_parts_from_yaml, model_yaml_file,
+)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # A stage-3 or scratch run on BCCD that finishes in minutes on a laptop CPU.
@@ -44,6 +46,7 @@ class FinetuneRequest:
     name: str | None = None
     resume: bool = False
     profile: str | None = None
+    cfg: str | None = None  # darknet cfg of --weights X.weights (default: beside the weights)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def filled(self) -> "FinetuneRequest":
@@ -143,6 +146,8 @@ def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
         return req.weights
     if stage.key in {"1", "scratch"}:
         return None
+    if stage.key == "full":
+        raise InputError(None, "--stage full trains everything from pretrained weights: pass --weights")
     previous = Path(req.project) / STAGES[str(int(stage.key) - 1)].run_name / "weights" / "best.pt"
     if previous.is_file():
         return str(previous)
@@ -175,7 +180,7 @@ def plan_run(req: FinetuneRequest) -> RunPlan:
     transferred = None
     if weights:
         ckpt_model = load_checkpoint_model(weights)
-        if [ckpt_model.yaml.get(k) for k in ("backbone", "head")] != [cfg[k] for k in ("backbone", "head")]:
+        if [ckpt_model.yaml.get(k) for k in ("backbone", "head", "activation")] != [cfg.get(k) for k in ("backbone", "head", "activation")]:
             other = Path(ckpt_model.yaml.get("yaml_file", "another model")).stem
             raise InputError(weights, f"holds a {other} model, not {req.model}; pass --model to match it")
         source = ckpt_model.float().state_dict()
@@ -230,6 +235,15 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
     """
     from ultralytics import YOLO
 
+    darknet = None
+    if req.weights and req.weights.endswith(".weights") and not req.resume:
+        from .download import cache_dir, resolve_darknet_weights
+        from .yolo.darknet import import_to_cache
+
+        pt, imported = import_to_cache(resolve_darknet_weights(req.weights), Path(req.cfg) if req.cfg else None, cache_dir() / "darknet")
+        print(imported.describe())
+        darknet = imported.provenance()
+        req = replace(req, weights=str(pt), model=req.model or imported.variant)
     req = req.filled()
     check_overrides(req.overrides)
     run_dir = Path(req.project) / req.name
@@ -243,7 +257,7 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
     else:
         plan = plan_run(req)
         print(plan.describe())
-        model, args = YOLO(req.model if req.model.endswith(".yaml") else f"{req.model}.yaml"), _train_args(req, plan)
+        model, args = YOLO(model_yaml_file(req.model)), _train_args(req, plan)
     n_images: dict[str, int] = {}
     model.add_callback("on_pretrain_routine_start", yolo_env.use_all_cpu_threads)
     model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
@@ -256,14 +270,15 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
     model.train(**args)
     wall = time.perf_counter() - start
     save_dir = Path(model.trainer.save_dir)
-    record = timing_record(req, plan, save_dir, wall, n_images.get("train"))
+    record = timing_record(req, plan, save_dir, wall, n_images.get("train"), darknet)
     (save_dir / "timing.json").write_text(json.dumps(record, indent=2) + "\n")
     _append_csv(Path(req.project) / "timing.csv", record)
     print(f"timing: {record['wall_seconds']:.1f} s total, {record['seconds_per_epoch']:.1f} s/epoch -> {save_dir / 'timing.json'}")
     return record
 
 
-def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, n_train: int | None) -> dict:
+def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, n_train: int | None,
+                  darknet: dict | None = None) -> dict:
     """What a run cost, from the wall clock and Ultralytics' results.csv (seconds since training start per epoch)."""
     rows = list(csv.DictReader((save_dir / "results.csv").open())) if (save_dir / "results.csv").is_file() else []
     epochs = len(rows)
@@ -288,6 +303,7 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "freeze": [str(x) for x in plan.freeze] if plan else None,
         "overrides": json.loads(json.dumps(req.overrides, default=str)),
         "resumed": req.resume,
+        "darknet": darknet,
     }
 
 
@@ -302,7 +318,7 @@ def _device_name() -> str:
 
 
 def _append_csv(path: Path, record: dict) -> None:
-    keys = [k for k in record if k not in {"freeze", "overrides"}]
+    keys = [k for k in record if k not in {"freeze", "overrides", "darknet"}]
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")

@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import InputError
 
 MODELS = ("yolov3", "yolov3-spp", "yolov3-tiny")
+DARKNET_SUFFIX = "-darknet"  # e.g. yolov3-tiny-darknet: the Ultralytics model with darknet's activation and kernels
+DARKNET_ACTIVATION = "nn.LeakyReLU(0.1)"
 PARTS = ("backbone", "neck", "head")
 
 
@@ -42,13 +44,14 @@ class Stage:
 
     @property
     def run_name(self) -> str:
-        return self.key if self.key == "scratch" else f"stage{self.key}"
+        return f"stage{self.key}" if self.key.isdigit() else self.key
 
 
 STAGES: dict[str, Stage] = {
     "1": Stage("1", ("backbone",), "coco.yaml", "Darknet backbone on MS COCO; neck and head frozen"),
     "2": Stage("2", ("neck",), "VOC.yaml", "multi-scale neck on Pascal VOC; backbone and head frozen"),
     "3": Stage("3", ("neck", "head"), "datasets/bccd/data.yaml", "neck and head on blood cells; backbone frozen"),
+    "full": Stage("full", PARTS, "datasets/bccd/data.yaml", "everything trained, from pretrained weights (nothing frozen)"),
     "scratch": Stage("scratch", PARTS, "datasets/bccd/data.yaml", "everything from random initialisation"),
 }
 
@@ -62,14 +65,56 @@ def model_parts_from_yaml(model: str, cfg: dict) -> ModelParts:
     return ModelParts(model, tuple(range(n_backbone)), tuple(range(n_backbone, last)), (last,))
 
 
+def darknet_variant(cfg: dict) -> dict:
+    """Ultralytics' YOLOv3 YAML made to hold darknet weights: darknet's LeakyReLU(0.1) everywhere, and
+    residual blocks of a 1x1 then a 3x3 convolution (Ultralytics' Bottleneck defaults to 3x3, 3x3)."""
+    out = {k: v for k, v in cfg.items() if k not in ("yaml_file", "scale")}
+    out["activation"] = DARKNET_ACTIVATION
+
+    def layer(entry: list) -> list:
+        frm, n, module, args = entry
+        if module == "Bottleneck":
+            c2, shortcut = args[0], (args[1] if len(args) > 1 else True)
+            args = [c2, shortcut, 1, [1, 3]]
+        return [frm, n, module, list(args)]
+
+    out["backbone"] = [layer(e) for e in cfg["backbone"]]
+    out["head"] = [layer(e) for e in cfg["head"]]
+    return out
+
+
+def model_yaml_file(model: str) -> str:
+    """What `YOLO(...)` builds `model` from: Ultralytics' name, the user's YAML, or a derived darknet YAML."""
+    if model.endswith((".yaml", ".yml")):
+        return model
+    if not model.endswith(DARKNET_SUFFIX):
+        return f"{model}.yaml"
+    import yaml
+
+    from .download import cache_dir
+    from .fsutil import atomic_write_text
+
+    path = cache_dir() / "models" / f"{model}.yaml"
+    body = {k: v for k, v in load_model_yaml(model).items() if k != "yaml_file"}
+    text = f"# {model}: derived by bccd-yolo from Ultralytics' {model[: -len(DARKNET_SUFFIX)]}.yaml\n" + yaml.safe_dump(
+        body, sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return str(path)
+
+
 def load_model_yaml(model: str) -> dict:
-    """The YAML dict Ultralytics ships for `model` (yolov3, yolov3-spp, yolov3-tiny) or a path to one."""
+    """The YAML dict Ultralytics ships for `model` (yolov3, yolov3-spp, yolov3-tiny), its darknet
+    variant (`yolov3-tiny-darknet`), or a path to a YAML."""
     from . import yolo_env  # noqa: F401
     from ultralytics.nn.tasks import yaml_model_load
 
+    if model.endswith(DARKNET_SUFFIX) and model[: -len(DARKNET_SUFFIX)] in MODELS:
+        return {**darknet_variant(load_model_yaml(model[: -len(DARKNET_SUFFIX)])), "yaml_file": f"{model}.yaml"}
     name = model if model.endswith((".yaml", ".yml")) else f"{model}.yaml"
     if model not in MODELS and not Path(name).is_file():
-        raise InputError(None, f"--model {model}: unknown model; choose one of {', '.join(MODELS)} or a model YAML path")
+        raise InputError(None, f"--model {model}: unknown model; choose one of {', '.join(MODELS)} (add "
+                                f"{DARKNET_SUFFIX} for darknet's activation) or a model YAML path")
     try:
         return yaml_model_load(name)
     except (FileNotFoundError, OSError) as e:

@@ -48,8 +48,11 @@ if SETTINGS.get("sync"):
 
 
 def cpu_threads() -> int:
-    """All cores: Ultralytics uses cpu_count-1, which is one thread on a 2-core machine."""
-    return max(1, os.cpu_count() or 1)
+    """Every core this process may run on (taskset, cpusets): Ultralytics uses cpu_count-1, one thread on 2 cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def use_all_cpu_threads(*_args) -> None:
