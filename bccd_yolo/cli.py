@@ -26,6 +26,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     result = convert(
         source, args.out, classes=args.classes, split=args.split, seed=args.seed,
         val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
+        annotations=args.annotations, unlabelled=args.unlabelled,
     )
     print(f"Converted {result.source} -> {result.out}")
     print(result.summary())
@@ -86,7 +87,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                         device=args.device, batch=args.batch, max_det=args.max_det)
     results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, edge=args.edge)
     print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-frac", type=float, default=0.2)
     p.add_argument("--test-frac", type=float, default=0.2)
     p.add_argument("--images", choices=("copy", "hardlink", "symlink"), default="copy")
+    p.add_argument("--annotations", type=Path, default=None,
+                   help="another label set for the same photos (VOC .xml or YOLO .txt named by image id, e.g. "
+                        "../shared/txl-pbc-bccd/Annotations): used instead of the photos' own labels, with a report "
+                        "of boxes kept, added and removed per class and split")
+    p.add_argument("--unlabelled", choices=("drop", "own"), default="drop",
+                   help="photos the --annotations set lacks: drop leaves them out, own keeps their own labels "
+                        "(default drop)")
     p.set_defaults(func=cmd_convert)
 
     from .stages import MODELS
@@ -195,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_darknet)
 
     from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
+    from .edges import DEFAULT_EDGE, EdgeRule
 
     p = sub.add_parser("count", help="count RBC, WBC and platelets in images, folders and slides")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files, folders of images, or slides")
@@ -208,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile size in pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles")
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="tile overlap, a fraction of --tile")
+    p.add_argument("--edge", choices=[r.value for r in EdgeRule], default=DEFAULT_EDGE.value,
+                   help="cells cut by the image edge: all counts every cell seen (as complete labels annotate them); "
+                        "interior only cells clear of the edge; frame the unbiased counting frame (top/left edges "
+                        "count, right/bottom do not), so counts of adjacent fields add up "
+                        f"(default {DEFAULT_EDGE.value})")
     p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")

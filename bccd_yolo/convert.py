@@ -10,15 +10,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .errors import InputError
 from .fsutil import staged_dir
-from .voc import Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list
+from .detections import Detections
+from .matching import match
+from .voc import Box, Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list
 
 SPLITS = ("train", "val", "test")
 BCCD_CLASSES = "RBC,WBC,Platelets"  # the one place class names are written; downstream reads data.yaml
 IMAGE_MODES = ("copy", "hardlink", "symlink")
+UNLABELLED = ("drop", "own")  # photos the other annotation set lacks: left out, or kept with their own labels
+DIFF_IOU = 0.5  # a box of the other set "keeps" one of the photo's own labels at this IoU (VOC's match rule)
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,35 @@ class SplitSummary:
 
 
 @dataclass
+class LabelDiff:
+    """How another annotation set differs from the photos' own labels, per split and class."""
+
+    annotations: str
+    unlabelled: str  # drop or own
+    relabelled: dict[str, int] = field(default_factory=dict)  # photos per split with labels from `annotations`
+    without: dict[str, list[str]] = field(default_factory=dict)  # photos per split the set lacks
+    boxes: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split -> class -> kept/added/removed
+
+    def table(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        verb = "left out" if self.unlabelled == "drop" else "kept with their own labels"
+        rows = [f"labels from {self.annotations} (a box is kept at IoU >= {DIFF_IOU} with one of the photo's own):",
+                f"{'split':<6} {'class':<10} {'kept':>6} {'added':>6} {'removed':>8}"]
+        for split, per_class in self.boxes.items():
+            rows += [f"{split:<6} {n:<10} {per_class[n]['kept']:>6} {per_class[n]['added']:>6} {per_class[n]['removed']:>8}"
+                     for n in names]
+        rows += [f"{split}: {self.relabelled[split]} photos relabelled, {len(ids)} without these labels ({verb})"
+                 for split, ids in self.without.items()]
+        return rows
+
+
+@dataclass
 class ConversionResult:
     source: str
     out: str
     names: list[str]
     splits: dict[str, SplitSummary]
     defects: list[Defect]
+    labels: LabelDiff | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -74,7 +102,9 @@ class ConversionResult:
         rows = [head]
         for split, s in self.splits.items():
             rows.append(f"{split:<6} {s.images:>6} " + " ".join(f"{s.boxes.get(n, 0):>10}" for n in self.names))
-        rows.append(f"{len(self.defects)} defect(s) found:")
+        if self.labels:
+            rows += self.labels.table(self.names)
+        rows.append(f"{len(self.defects)} defect(s) found" + (":" if self.defects else ""))
         rows += [f"  {d.file} object {d.object}: {d.problem} -> {d.action}" for d in self.defects]
         return "\n".join(rows)
 
@@ -115,7 +145,7 @@ def yolo_label_lines(ann: ImageAnnotation, names: tuple[str, ...]) -> list[str]:
     ]
 
 
-def data_yaml_text(names: tuple[str, ...]) -> str:
+def data_yaml_text(names: tuple[str, ...], labels: LabelDiff | None = None) -> str:
     """data.yaml without `path:`, so Ultralytics resolves the splits against the yaml's own folder."""
     body = {
         "train": "images/train",
@@ -124,9 +154,64 @@ def data_yaml_text(names: tuple[str, ...]) -> str:
         "nc": len(names),
         "names": dict(enumerate(names)),
     }
-    return "# Written by bccd-yolo convert. Paths are relative to this file's folder.\n" + yaml.safe_dump(
+    card = ""
+    if labels:
+        left = sum(len(v) for v in labels.without.values())
+        card = (f"# Labels: {labels.annotations} where it has the photo; {left} photos without them were "
+                + ("left out" if labels.unlabelled == "drop" else "kept with their own labels") + " (see report.json).\n")
+    return "# Written by bccd-yolo convert. Paths are relative to this file's folder.\n" + card + yaml.safe_dump(
         body, sort_keys=False
     )
+
+
+def _as_detections(boxes: list[Box], names: tuple[str, ...]) -> Detections:
+    index = {n: i for i, n in enumerate(names)}
+    xyxy = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float32).reshape(-1, 4)
+    return Detections(xyxy, np.ones(len(boxes), np.float32), np.array([index[b.name] for b in boxes], np.int64))
+
+
+def read_yolo_boxes(path: Path, names: tuple[str, ...], width: int, height: int) -> list[Box]:
+    """YOLO `class cx cy w h` rows (normalised; class indices in `names` order) as pixel boxes."""
+    boxes = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            c, cx, cy, w, h = line.split()[:5]
+            k, x, y, bw, bh = int(c), float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+        except ValueError:
+            raise InputError(path, f"line {n}: expected 'class cx cy w h', found {line.strip()!r}") from None
+        if not 0 <= k < len(names):
+            raise InputError(path, f"line {n}: class {k} outside 0..{len(names) - 1} ({', '.join(names)})")
+        boxes.append(Box(names[k], max(0.0, x - bw / 2), max(0.0, y - bh / 2), min(width, x + bw / 2), min(height, y + bh / 2)))
+    return boxes
+
+
+class OtherLabels:
+    """A second annotation set for the same photos: VOC XML (`Annotations/` or a folder of .xml) or YOLO .txt."""
+
+    def __init__(self, folder: Path, layout: VocLayout, spec: ClassSpec):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(folder, "annotations folder does not exist")
+        if (folder / "Annotations").is_dir():
+            folder = folder / "Annotations"
+        self.folder, self.layout, self.spec = folder, layout, spec
+        self.xml = {p.stem: p for p in folder.glob("*.xml")}
+        self.txt = {p.stem: p for p in folder.glob("*.txt") if p.stem not in ("classes", "train", "val", "test")}
+        if not self.xml and not self.txt:
+            raise InputError(folder, "holds no .xml (VOC) or .txt (YOLO) annotations")
+        if self.xml and self.txt:
+            raise InputError(folder, "holds both .xml and .txt annotations: give one kind")
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self.xml or image_id in self.txt
+
+    def read(self, own: ImageAnnotation) -> tuple[list[Box], list[Defect]]:
+        if own.image_id in self.xml:
+            ann, defects = parse_annotation(self.xml[own.image_id], self.layout, self.spec.class_of)
+            return ann.boxes, defects
+        return read_yolo_boxes(self.txt[own.image_id], self.spec.names, own.width, own.height), []
 
 
 def _place_image(src: Path, dst: Path, mode: str) -> None:
@@ -150,13 +235,19 @@ def convert(
     val_frac: float = 0.2,
     test_frac: float = 0.2,
     images: str = "copy",
+    annotations: Path | None = None,
+    unlabelled: str = "drop",
 ) -> ConversionResult:
     """Convert a VOC folder into an Ultralytics dataset at `out`; `out` is replaced only on success.
 
     `classes`: class order and XML-name mapping (see ClassSpec.parse), or "auto" for every name found.
+    `annotations`: another label set for the same photos, used instead of their own labels where it has
+    the photo; photos it lacks are left out (`unlabelled="drop"`) or keep their own labels ("own").
     """
     if images not in IMAGE_MODES:
         raise InputError(None, f"--images {images!r}: choose one of {', '.join(IMAGE_MODES)}")
+    if unlabelled not in UNLABELLED:
+        raise InputError(None, f"unlabelled={unlabelled!r}: choose one of {', '.join(UNLABELLED)}")
     layout = VocLayout.find(Path(source))
     plan = plan_splits(layout, split, seed, val_frac, test_frac)
     xml_of = {s: [layout.annotations / f"{i}.xml" for i in ids] for s, ids in plan.items()}
@@ -166,6 +257,34 @@ def convert(
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # JPEG decoding releases the GIL
         parsed = list(pool.map(lambda p: parse_annotation(p, layout, spec.class_of), all_xml))
     by_xml = dict(zip(all_xml, parsed))
+    diff = None
+    if annotations is not None:
+        other = OtherLabels(Path(annotations), layout, spec)
+        diff = LabelDiff(str(annotations), unlabelled)
+        for s, paths in xml_of.items():
+            diff.boxes[s] = {n: {"kept": 0, "added": 0, "removed": 0} for n in spec.names}
+            diff.without[s], kept_paths = [], []
+            for xml_path in paths:
+                own, found = by_xml[xml_path]
+                if own.image_id not in other:
+                    diff.without[s].append(own.image_id)
+                    if unlabelled == "own":
+                        kept_paths.append(xml_path)
+                    continue
+                boxes, more = other.read(own)
+                m = match(_as_detections(boxes, spec.names), _as_detections(own.boxes, spec.names), DIFF_IOU)
+                for k, n in enumerate(spec.names):
+                    mine = np.array([b.name == n for b in boxes], bool)
+                    theirs = np.array([b.name == n for b in own.boxes], bool)
+                    counts = diff.boxes[s][n]
+                    counts["kept"] += int(m.pred[mine].sum()) if len(mine) else 0
+                    counts["added"] += int((~m.pred[mine]).sum()) if len(mine) else 0
+                    counts["removed"] += int((~m.truth[theirs]).sum()) if len(theirs) else 0
+                by_xml[xml_path] = (ImageAnnotation(own.image_id, own.image_path, own.width, own.height, boxes),
+                                    found + more)
+                kept_paths.append(xml_path)
+            diff.relabelled[s] = len(paths) - len(diff.without[s])
+            xml_of[s] = kept_paths
 
     defects: list[Defect] = []
     summaries: dict[str, SplitSummary] = {}
@@ -185,8 +304,8 @@ def convert(
                 for b in ann.boxes:
                     summary.boxes[b.name] += 1
             summaries[s] = summary
-        (tmp / "data.yaml").write_text(data_yaml_text(spec.names))
+        (tmp / "data.yaml").write_text(data_yaml_text(spec.names, diff))
         defects.sort(key=lambda d: (d.file, -1 if d.object is None else d.object))
-        result = ConversionResult(str(layout.root), str(Path(out)), list(spec.names), summaries, defects)
+        result = ConversionResult(str(layout.root), str(Path(out)), list(spec.names), summaries, defects, diff)
         (tmp / "report.json").write_text(result.to_json())
     return result

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .detections import Detections
 from .detector import Detector
+from .edges import DEFAULT_EDGE, EdgeRule, apply_edge_rule
 from .errors import InputError
 from .fsutil import atomic_write_text
 from .images import ImageSource, list_images, open_image
@@ -32,6 +33,7 @@ class ImageCount:
     detections: Detections
     tiles: int
     overlay: list[str] = field(default_factory=list)
+    edge: str = DEFAULT_EDGE.value  # which cells cut by the image edge are counted (see edges.py)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -63,8 +65,10 @@ def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE,
 
 
 def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
-                 out: Path | None = None, progress: bool = True) -> tuple[list[ImageCount], list[InputError]]:
-    """Count every image; a bad file is reported and the rest are still counted."""
+                 out: Path | None = None, progress: bool = True, edge: EdgeRule | str = DEFAULT_EDGE,
+                 ) -> tuple[list[ImageCount], list[InputError]]:
+    """Count every image under the `edge` rule; a bad file is reported and the rest are still counted."""
+    edge = EdgeRule(edge)
     results: list[ImageCount] = []
     errors: list[InputError] = []
     files = list_images(paths)
@@ -76,7 +80,8 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
             continue
         try:
             d, n_tiles = detect_image(src, detector, tile, overlap, progress)
-            result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles)
+            d = apply_edge_rule(d, edge, src.width, src.height)
+            result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value)
             if out is not None:
                 if n_tiles > 1:
                     files_out = write_slide_overlay(src, d, detector.names, result.counts,
@@ -102,6 +107,7 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
         "backend": detector.backend,
         "thresholds": detector.thresholds.by_class,
         "thresholds_source": detector.thresholds.source,
+        "edge_rule": results[0].edge if results else DEFAULT_EDGE.value,
         "images": [
             {
                 "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles,
@@ -125,10 +131,11 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     ratio_keys = list(ratios({n: 0 for n in names}, names))
     thr = ";".join(f"{n}={v:g}" for n, v in detector.thresholds.by_class.items())
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "width", "height", *names, *ratio_keys, "thresholds"])
+    w.writerow(["path", "width", "height", *names, *ratio_keys, "thresholds", "edge_rule"])
     for r in results:
         rt = ratios(r.counts, names)
-        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names), *("" if rt[k] is None else rt[k] for k in ratio_keys), thr])
+        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names),
+                    *("" if rt[k] is None else rt[k] for k in ratio_keys), thr, r.edge])
     return buf.getvalue()
 
 
