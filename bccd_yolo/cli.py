@@ -98,6 +98,30 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit, audit_inputs
+    from .counting import detect_image
+    from .detector import Detector, default_weights
+    from .images import open_image
+
+    audit_inputs(args.voc, args.out)  # before the model loads
+    weights = args.weights or default_weights()
+    detector = Detector(weights, imgsz=args.imgsz, conf=args.conf, device=args.device)
+
+    def detect(path: Path):
+        src = open_image(path)
+        try:
+            return detect_image(src, detector, tile=0, progress=False)[0]
+        finally:
+            src.close()
+
+    result = audit(args.voc, args.out, detect, detector.names, iou=args.iou, progress=not args.quiet)
+    print(f"model {weights}; thresholds {detector.thresholds.source}; {result.images} images audited")
+    print(result.summary(detector.names))
+    print(f"proposals.csv, overlays/ and Annotations/ (labels + proposals) written to {args.out}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate
     from .detector import default_weights
@@ -231,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: ONNX Runtime (exported once and cached beside the weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
+
+    from .audit import AUDIT_IOU
+
+    p = sub.add_parser("audit", help="propose cells a labelled VOC folder missed, and labels the model does not find")
+    p.add_argument("voc", type=Path, metavar="VOCDIR", help="Pascal-VOC folder (Annotations/, JPEGImages/); only read")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for proposals.csv, overlays/ and Annotations/ (labels plus proposals, VOC XML)")
+    p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--conf", default=None, help="thresholds as in count (default: the model's calibrated ones)")
+    p.add_argument("--iou", type=float, default=AUDIT_IOU,
+                   help=f"a detection and a label at this IoU or more are one cell (default {AUDIT_IOU})")
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("calibrate", help="choose a confidence threshold per class that minimises count error")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")

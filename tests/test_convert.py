@@ -287,3 +287,58 @@ def test_archive_without_bccd_layout_is_refused(tmp_path, local_server):
         z.writestr("something/readme.txt", "hi")
     with pytest.raises(InputError, match="does not hold a BCCD_Dataset"):
         fetch_bccd(tmp_path / "d", url=f"{base}/bad.zip")
+
+
+def test_another_annotation_set_replaces_labels_and_the_differences_are_counted(tmp_path, capsys):
+    """Own labels: img_000 RBC+WBC, img_001 RBC, img_002 RBC+WBC, img_003 RBC. The other set relabels three photos:
+    img_000 keeps its RBC (shifted 1 px: IoU 0.80), drops its WBC and adds two RBC; img_001 (YOLO txt would be
+    another kind, so XML here) moves its RBC far away (one removed, one added); img_003 is left without labels."""
+    src = make_voc(tmp_path / "voc", n=4)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "img_000.xml").write_text(voc_xml("img_000.jpg", (64, 48), [
+        ("RBC", (3, 4, 21, 22)), ("RBC", (40, 2, 50, 12)), ("RBC", (40, 30, 52, 42))]))
+    (other / "img_001.xml").write_text(voc_xml("img_001.jpg", (64, 48), [("RBC", (40, 30, 50, 40))]))
+    (other / "img_002.xml").write_text(voc_xml("img_002.jpg", (64, 48), [("RBC", (2, 3, 20, 21)), ("WBC", (30, 10, 60, 40))]))
+    result = convert(src, tmp_path / "out", annotations=other)
+    d = result.labels
+    assert d.relabelled == {"train": 2, "val": 1, "test": 0} and d.without == {"train": [], "val": [], "test": ["img_003"]}
+    assert d.boxes["train"]["RBC"] == {"kept": 1, "added": 3, "removed": 1}
+    assert d.boxes["train"]["WBC"] == {"kept": 0, "added": 0, "removed": 1}
+    assert d.boxes["val"]["RBC"] == {"kept": 1, "added": 0, "removed": 0} and d.boxes["val"]["WBC"]["kept"] == 1
+    assert result.splits["test"].images == 0 and not list((tmp_path / "out" / "images" / "test").iterdir())
+    assert len((tmp_path / "out" / "labels" / "train" / "img_000.txt").read_text().splitlines()) == 3
+    assert "1 photos without them were left out" in (tmp_path / "out" / "data.yaml").read_text()
+
+    kept = convert(src, tmp_path / "out2", annotations=other, unlabelled="own")
+    assert kept.splits["test"].images == 1 and kept.labels.without["test"] == ["img_003"]
+    convert(src, tmp_path / "plain")
+    own = (tmp_path / "out2" / "labels" / "test" / "img_003.txt").read_text()
+    assert own == (tmp_path / "plain" / "labels" / "test" / "img_003.txt").read_text() and own.count("\n") == 1
+
+
+def test_annotations_as_yolo_txt_use_the_class_order(tmp_path):
+    src = make_voc(tmp_path / "voc", n=4)
+    other = tmp_path / "yolo"
+    other.mkdir()
+    (other / "img_000.txt").write_text("1 0.5 0.5 0.25 0.25\n0 0.1 0.1 0.1 0.1\n")  # WBC, RBC (RBC,WBC,Platelets order)
+    result = convert(src, tmp_path / "out", annotations=other)
+    assert result.labels.boxes["train"]["WBC"]["added"] == 1 and result.labels.boxes["train"]["WBC"]["removed"] == 1
+    lines = (tmp_path / "out" / "labels" / "train" / "img_000.txt").read_text().splitlines()
+    assert lines[0].startswith("1 0.500000 0.500000 0.250000 0.250000")
+    (other / "img_000.txt").write_text("7 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(InputError, match="img_000.txt: line 1: class 7 outside"):
+        convert(src, tmp_path / "out3", annotations=other)
+    assert not (tmp_path / "out3").exists()
+
+
+def test_complete_labels_of_the_shared_set_differ_from_bccd_as_published(bccd_source, tmp_path):
+    """The TXL-PBC set beside BCCD: 221 photos, and per its README it keeps 98 % of BCCD's RBC boxes."""
+    txl = bccd_source.parent / "txl-pbc-bccd" / "Annotations"
+    result = convert(bccd_source, tmp_path / "out", annotations=txl, images="symlink")
+    d = result.labels
+    assert sum(d.relabelled.values()) == 221 and d.relabelled == {"train": 124, "val": 57, "test": 40}
+    rbc = [d.boxes[s]["RBC"] for s in ("train", "val", "test")]
+    kept, removed, added = (sum(r[k] for r in rbc) for k in ("kept", "removed", "added"))
+    assert kept / (kept + removed) >= 0.97 and added > kept  # it roughly doubles the red cells
+    assert result.splits["test"].boxes == {"RBC": 926, "WBC": 43, "Platelets": 37}  # its README's test counts
