@@ -144,11 +144,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Default: every training run under runs/ (folders Ultralytics wrote a results.csv into).
     runs = args.runs if args.runs is not None else sorted(p.parent for p in Path("runs").glob("*/results.csv"))
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
-                          progress=not args.quiet)
+                          progress=not args.quiet, also=args.also_data)
     from .report import markdown_table
 
     print(markdown_table(result["ap"]))
     print(markdown_table(result["count_errors"].reset_index()))
+    if len(result["label_sets"]):
+        print(markdown_table(result["label_sets"]))
     print(f"report written to {args.out / 'report.html'}")
     return 0
 
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="test", choices=("test", "val", "train"))
     p.add_argument("--runs", type=Path, nargs="*", default=None, help="run folders with timing.json (default: runs/*)")
+    p.add_argument("--also-data", nargs="+", default=None, metavar="DATA",
+                   help="data YAMLs of other label sets for the same photos (e.g. complete labels from convert "
+                        "--annotations): AP and count error against each, side by side")
     p.add_argument("--out", type=Path, default=Path("runs/report"))
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--device", default=None)

@@ -186,9 +186,44 @@ def _markdown(sections, title: str) -> str:
     return "\n".join(out)
 
 
+def label_sets_table(sets: list[tuple[str, list, pd.DataFrame | None]], preds_by_image: dict, thresholds: dict[str, float],
+                     names: list[str]) -> pd.DataFrame:
+    """Count error (and AP where given) of the same predictions against each label set, side by side.
+
+    `sets`: (label, ground truths, per-class AP table or None). Where a set covers fewer photos than the
+    first, the first set's error on those photos is added, so both truths are compared on the same images.
+    """
+    from .evaluate import count_errors, count_matrix, counts_at
+
+    rows = []
+
+    def add(label: str, gts: list, ap: pd.DataFrame | None) -> None:
+        preds = [preds_by_image[g.path.name] for g in gts]
+        err = count_errors(count_matrix([g.boxes for g in gts], len(names)), counts_at(preds, thresholds, names), names)
+        for n in names:
+            ap50 = float(ap.set_index("class").loc[n, "ap50"]) if ap is not None else float("nan")
+            rows.append({"labels": label, "images": len(gts), "class": n, "ap50": ap50, "count_mae": err.loc[n, "mae"],
+                         "bias": err.loc[n, "bias"], "annotated_per_image": err.loc[n, "true_mean"],
+                         "counted_per_image": err.loc[n, "pred_mean"]})
+
+    first_label, first_gts, first_ap = sets[0]
+    add(first_label, first_gts, first_ap)
+    for label, gts, ap in sets[1:]:
+        add(label, gts, ap)
+        same = {g.path.name for g in gts}
+        if same != {g.path.name for g in first_gts}:
+            add(f"{first_label}, same {len(same)} photos", [g for g in first_gts if g.path.name in same], None)
+    return pd.DataFrame(rows).round(4)
+
+
 def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out: Path, imgsz: int | None = None,
-                 device: str | None = None, batch: int = 16, progress: bool = True) -> dict:
-    """Write the full report into `out` (replaced only when everything succeeded); returns the headline numbers."""
+                 device: str | None = None, batch: int = 16, progress: bool = True,
+                 also: list[str] | None = None) -> dict:
+    """Write the full report into `out` (replaced only when everything succeeded); returns the headline numbers.
+
+    `also`: data YAMLs of other label sets for (some of) the same photos, e.g. complete labels; AP and count
+    error against each are reported beside those against `data`.
+    """
     from ultralytics import YOLO
 
     from . import yolo_env
@@ -206,6 +241,12 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
         raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
     used = Thresholds.for_model(Path(weights), names)
     default = {n: DEFAULT_CONF for n in names}
+    extra = []
+    for other in also or []:
+        other_data, other_info = resolve_data(other)
+        if [other_info["names"][i] for i in range(len(other_info["names"]))] != names:
+            raise InputError(other, f"classes {list(other_info['names'].values())} differ from the model's {names}")
+        extra.append((other_data, load_ground_truth(other_info, split)))
     timing, skipped = load_timings(run_dirs)
     for s in skipped:
         print(f"warning: {s}", file=sys.stderr)
@@ -219,6 +260,21 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
                             workers=0, **({"device": device} if device else {}))
         ap = per_class_ap(metrics, names)
         ap.to_csv(tmp / "per_class_ap.csv", index=False)
+        label_sets = pd.DataFrame()
+        if extra:
+            by_image = {g.path.name: p for g, p in zip(gts, preds)}
+            sets = [(Path(data).parent.name, gts, ap)]
+            for k, (other_data, other_gts) in enumerate(extra):
+                missing = [g for g in other_gts if g.path.name not in by_image]
+                by_image.update(zip((g.path.name for g in missing), predict_split(detector, missing, progress)))
+                other_metrics = model.val(data=other_data, split=split, imgsz=detector.imgsz, batch=batch, conf=EVAL_CONF,
+                                          iou=detector.iou, plots=False, save_json=False, project=str(tmp.resolve()),
+                                          name=f"val_also{k}", exist_ok=True, verbose=False, workers=0,
+                                          **({"device": device} if device else {}))
+                shutil.rmtree(tmp / f"val_also{k}", ignore_errors=True)
+                sets.append((Path(other_data).parent.name, other_gts, per_class_ap(other_metrics, names)))
+            label_sets = label_sets_table(sets, by_image, used.by_class, names)
+            label_sets.to_csv(tmp / "label_sets.csv", index=False)
         (tmp / "ground_truth.json").write_text(json.dumps(coco_ground_truth(gts, names)) + "\n")
         (tmp / "predictions.json").write_text(json.dumps(coco_predictions(preds)) + "\n")
 
@@ -250,13 +306,18 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
 
         command = "bccd-yolo report " + " ".join(shlex.quote(a) for a in [
             "--weights", str(weights), "--data", data, "--split", split, *(["--runs", *map(str, run_dirs)] if run_dirs else []),
-            "--out", str(out)])
+            *(["--also-data", *also] if also else []), "--out", str(out)])
         thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
         sections: list = [
             ("Model and data", f"Model {_code(weights)} ({detector.imgsz} px) on the {_code(split)} split of "
                                f"{_code(data)}: {len(gts)} images, {int(true.sum())} annotated cells. "
                                f"Reproduce with {_code(command)}."),
             ("Detection: AP per class", ap),
+            *((("Against each label set",
+                "The same predictions and thresholds scored against each label set. BCCD's annotators left about half "
+                "the red cells unlabelled, so RBC AP and count error against BCCD's labels charge the model for every "
+                "real cell it finds that nobody labelled; complete labels show what it actually misses."),
+               ("Label sets side by side", label_sets)) if len(label_sets) else ()),
             ("Counting error per image", f"Thresholds used: {html.escape(thr)} ({html.escape(used.source)}). MAE and bias in cells per image; "
                                          "bias is predicted minus annotated."),
             ("Count error, default (0.25) vs thresholds used", errors_by_threshold.reset_index()),
@@ -277,4 +338,5 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
         title = f"bccd-yolo report: {Path(weights).name} on {split}"
         (tmp / "report.md").write_text(_markdown(sections, title))
         (tmp / "report.html").write_text(_html(sections, title, tmp))
-    return {"ap": ap, "count_errors": errors_by_threshold, "timing": timing, "comparison": comparison}
+    return {"ap": ap, "count_errors": errors_by_threshold, "timing": timing, "comparison": comparison,
+            "label_sets": label_sets}

@@ -130,3 +130,42 @@ def test_report_numbers_are_deterministic(report_dir, tiny_weights, mini_bccd, t
                  "--imgsz", "64", "--runs", "--out", str(again), "--quiet"]) == 0
     for name in ("per_class_ap.csv", "counts.csv", "count_errors.csv", "predictions.json", "ground_truth.json"):
         assert (again / name).read_bytes() == (report_dir / name).read_bytes(), name
+
+
+def test_report_scores_the_same_predictions_against_a_second_label_set(tiny_weights, bccd_source, tmp_path):
+    """A second label set for 2 of the 4 val photos, with 3 extra RBC boxes on one of them: the side-by-side table's
+    annotated counts follow the labels, its counted cells and errors follow the same predictions (from counts.csv)."""
+    from bccd_yolo.convert import convert
+
+    from conftest import make_bccd_subset, voc_xml
+
+    voc = make_bccd_subset(bccd_source, tmp_path / "voc", {"train": 2, "val": 4, "test": 1})
+    convert(voc, tmp_path / "own")
+    val_ids = (voc / "ImageSets" / "Main" / "val.txt").read_text().split()
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in val_ids[:2]:
+        shutil.copy(voc / "Annotations" / f"{i}.xml", other / f"{i}.xml")
+    xml = other / f"{val_ids[0]}.xml"
+    extra = voc_xml("x.jpg", None, [("RBC", (10, 10, 40, 40)), ("RBC", (100, 10, 130, 40)), ("RBC", (200, 10, 230, 40))])
+    xml.write_text(xml.read_text().replace("</annotation>", extra.split("<filename>x.jpg</filename>")[1]))
+    convert(voc, tmp_path / "complete", annotations=other)
+    out = tmp_path / "report"
+    assert main(["report", "--weights", str(tiny_weights), "--data", str(tmp_path / "own" / "data.yaml"), "--split", "val",
+                 "--imgsz", "64", "--runs", "--also-data", str(tmp_path / "complete" / "data.yaml"), "--out", str(out),
+                 "--quiet"]) == 0
+    table = pd.read_csv(out / "label_sets.csv")
+    counts = pd.read_csv(out / "counts.csv").iloc[:4]
+    counts["id"] = counts.image.str.replace(".jpg", "", regex=False)
+    assert set(table.labels) == {"own", "complete", "own, same 2 photos"}
+    for n in ("RBC", "WBC", "Platelets"):
+        own = table[(table.labels == "own") & (table["class"] == n)].iloc[0]
+        assert own.images == 4 and own.annotated_per_image == pytest.approx(counts[f"true_{n}"].mean(), abs=1e-4)
+        same = counts[counts.id.isin(val_ids[:2])]
+        comp = table[(table.labels == "complete") & (table["class"] == n)].iloc[0]
+        true2 = same[f"true_{n}"] + (3 * (same.id == val_ids[0]) if n == "RBC" else 0)
+        assert comp.images == 2 and comp.annotated_per_image == pytest.approx(true2.mean(), abs=1e-4)
+        assert comp.counted_per_image == pytest.approx(same[f"pred_{n}"].mean(), abs=1e-4)
+        assert comp.count_mae == pytest.approx((same[f"pred_{n}"] - true2).abs().mean(), abs=1e-4)
+        assert 0 <= comp.ap50 <= 1
+    assert "Against each label set" in (out / "report.md").read_text()
