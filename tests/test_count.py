@@ -154,3 +154,26 @@ def test_bad_paths_are_one_line_errors(make, needle, tiny_weights, tmp_path, cap
 def test_missing_weights_is_a_one_line_error(photos, tmp_path, capsys):
     code, _, err = run([photos, "--weights", tmp_path / "nope.pt"], capsys)
     assert code != 0 and err.count("\n") == 0 and "nope.pt" in err and "not found" in err
+
+
+def test_edge_rules_pick_from_the_same_detections_and_are_recorded(photos, tmp_path, capsys):
+    """The shipped model on three photos: `interior` and `frame` keep exactly the `all` detections the rule allows
+    (computed here from the boxes), and JSON and CSV name the rule."""
+    got = {}
+    for rule in ("all", "interior", "frame"):
+        code, _, err = run([photos, "--edge", rule, "--json", tmp_path / f"{rule}.json", "--csv", tmp_path / f"{rule}.csv"],
+                           capsys)
+        assert code == 0, err
+        got[rule] = json.loads((tmp_path / f"{rule}.json").read_text())
+        assert got[rule]["edge_rule"] == rule
+        assert {r["edge_rule"] for r in csv.DictReader((tmp_path / f"{rule}.csv").open())} == {rule}
+    cut = 0
+    for i, image in enumerate(got["all"]["images"]):
+        w, h = image["width"], image["height"]
+        boxes = [tuple(d["box"]) for d in image["detections"]]
+        interior = [b for b in boxes if b[0] > 2 and b[1] > 2 and b[2] < w - 2 and b[3] < h - 2]
+        frame = [b for b in boxes if b[2] < w - 2 and b[3] < h - 2]
+        assert [tuple(d["box"]) for d in got["interior"]["images"][i]["detections"]] == interior
+        assert [tuple(d["box"]) for d in got["frame"]["images"][i]["detections"]] == frame
+        cut += len(boxes) - len(interior)
+    assert cut > 0  # BCCD photos are full of cells cut by the frame: the rules must differ somewhere
