@@ -169,3 +169,20 @@ def test_report_scores_the_same_predictions_against_a_second_label_set(tiny_weig
         assert comp.count_mae == pytest.approx((same[f"pred_{n}"] - true2).abs().mean(), abs=1e-4)
         assert 0 <= comp.ap50 <= 1
     assert "Against each label set" in (out / "report.md").read_text()
+
+
+def test_time_to_the_scratch_runs_best_ap_is_read_per_epoch(tmp_path):
+    """Scratch reaches its best 0.80 at 300 s; a transfer run reaches 0.80 at epoch 2 (120 s): ratio 0.4, beside 0.37."""
+    curves = {"scratch": ("scratch", "epoch,time,metrics/mAP50(B)\n1,100,0.3\n2,200,0.7\n3,300,0.8\n4,400,0.79\n"),
+              "coco": ("3", "epoch,time,metrics/mAP50(B)\n1,60,0.75\n2,120,0.81\n3,180,0.82\n")}
+    for name, (stage, results) in curves.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.csv").write_text(results)
+        (tmp_path / name / "timing.json").write_text(json.dumps(
+            {"stage": stage, "model": "yolov3-tiny-darknet", "data": "/d/bccd/data.yaml", "imgsz": 416, "epochs": 3,
+             "wall_seconds": 400 if stage == "scratch" else 180, "seconds_per_epoch": 1.0}))
+    timing, _ = load_timings([tmp_path / "scratch", tmp_path / "coco"])
+    comp = scratch_vs_transfer(timing, {"scratch": tmp_path / "scratch", "coco": tmp_path / "coco"})
+    row = comp.iloc[0]
+    assert (row.transfer_epoch_to_scratch_best, row.transfer_time_to_scratch_best) == (2, 120.0)
+    assert row.time_ratio_at_equal_ap == pytest.approx(0.4) and row.study_ratio == pytest.approx(2.5 / 6.8, abs=1e-4)
