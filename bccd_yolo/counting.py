@@ -17,7 +17,7 @@ from .errors import InputError
 from .fsutil import atomic_write_text
 from .images import ImageSource, list_images, open_image
 from .overlay import write_photo_overlay, write_slide_overlay
-from .tiling import merge_tiles, tile_grid
+from .tiling import merge_tiles, suppress_nested, tile_grid
 
 DEFAULT_TILE = 640  # BCCD's frame width: tiles show cells at the scale the model was trained on
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
@@ -50,14 +50,14 @@ def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE,
                  progress: bool = True) -> tuple[Detections, int]:
     """Whole-image inference for photos; overlapping tiles, merged, for anything larger than TILE_ABOVE tiles."""
     if not tile or (src.width <= tile * TILE_ABOVE and src.height <= tile * TILE_ABOVE):
-        return detector([src.read(0, 0, src.width, src.height)])[0], 1
+        return suppress_nested(detector([src.read(0, 0, src.width, src.height)])[0]), 1
     grid = tile_grid(src.width, src.height, tile, overlap)
     per_tile = []
     with tqdm(total=len(grid), desc=f"{src.path.name} tiles", unit="tile", disable=not progress) as bar:
         for i in range(0, len(grid), detector.batch):
             batch = grid[i : i + detector.batch]
             found = detector([src.read(t.x, t.y, t.w, t.h) for t in batch], threshold=False)
-            per_tile += [(t, d.shifted(t.x, t.y)) for t, d in zip(batch, found)]
+            per_tile += [(t, suppress_nested(d).shifted(t.x, t.y)) for t, d in zip(batch, found)]
             bar.update(len(batch))
     # Threshold after merging: a cell cut by a tile edge can score above the threshold while the
     # neighbour's whole view of it scores below; matched first, the whole view decides.

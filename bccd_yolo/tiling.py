@@ -55,6 +55,30 @@ def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
 
 
+NESTED_IOS = 0.8  # same-class boxes overlapping this much of the smaller one are one cell
+
+
+def suppress_nested(d: Detections, ios: float = NESTED_IOS) -> Detections:
+    """One cell, one box: drop a box whose intersection with a higher-scoring box of its class covers at least `ios`
+    of the smaller box. Ultralytics' NMS (IoU 0.7) leaves such nested pairs; IoS removes them while touching cells,
+    which overlap little, stay apart. In the complete labels of 181 train/val photos only 18 of 47,890 same-class
+    pairs of real cells overlap this much (0.1 per photo). Meant for one image or one tile (an N x N within it)."""
+    if len(d) < 2:
+        return d
+    keep = np.ones(len(d), bool)
+    for c in np.unique(d.cls):
+        idx = np.flatnonzero(d.cls == c)
+        idx = idx[np.argsort(-d.score[idx], kind="stable")]
+        m = ios_matrix(d.xyxy[idx], d.xyxy[idx])
+        alive = np.ones(len(idx), bool)
+        for i in range(len(idx)):
+            if alive[i]:
+                later = np.arange(len(idx)) > i
+                alive[later & (m[i] >= ios)] = False
+        keep[idx[~alive]] = False
+    return d.subset(keep)
+
+
 def cut_by_tile_edge(d: Detections, t: Tile, width: int, height: int, margin: float = 2.0) -> np.ndarray:
     """Boxes (in image coordinates) that touch an edge of tile t lying inside the image: likely partial cells."""
     x1, y1, x2, y2 = d.xyxy.T

@@ -178,3 +178,20 @@ def test_a_low_score_box_inside_a_cell_does_not_shield_its_duplicate():
     db = Detections(np.array([cell, [80, 20, 85, 25]], np.float32), np.array([0.85, 0.02], np.float32), np.array([0, 0]))
     merged = merge_tiles([(a, da), (b, db)], 160, 100)
     assert merged.xyxy.tolist() == [cell] and merged.score.tolist() == pytest.approx([0.9])
+
+
+def test_nested_boxes_of_one_class_are_one_cell_touching_cells_stay_two():
+    from bccd_yolo.tiling import suppress_nested
+
+    d = Detections(np.array([[10, 10, 30, 30], [12, 12, 26, 26],       # platelet twice: IoS 1.0, IoU 0.49 (NMS keeps both)
+                             [100, 100, 200, 200], [120, 120, 190, 190],  # RBC and a box nested in it: IoS 1.0, IoU 0.49
+                             [200, 100, 300, 200],                        # a touching RBC: IoS 0
+                             [105, 105, 195, 195]], np.float32),          # a WBC box inside the RBC: other class, kept
+                   np.array([0.5, 0.9, 0.8, 0.3, 0.7, 0.6], np.float32), np.array([2, 2, 0, 0, 0, 1]))
+    kept = suppress_nested(d)
+    assert sorted(map(tuple, kept.xyxy.tolist())) == sorted([(12, 12, 26, 26), (100, 100, 200, 200),
+                                                              (200, 100, 300, 200), (105, 105, 195, 195)])
+    # a chain: A contains B, B overlaps C by IoS 0.8 but A does not reach C: B goes, C stays (only kept boxes suppress)
+    chain = Detections(np.array([[0, 0, 100, 100], [50, 0, 110, 100], [90, 0, 130, 100]], np.float32),
+                       np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, np.int64))
+    assert len(suppress_nested(chain)) == 2
