@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from .detections import Detections
 from .edges import EDGE_MARGIN
 from .errors import InputError
-from .fsutil import staged_dir
+from .fsutil import check_output_dir, staged_dir
 from .matching import match
 from .overlay import _font, colour, line_width
 from .voc import ImageAnnotation, VocLayout, parse_annotation
@@ -131,7 +131,7 @@ def draw_audit(im: Image.Image, ann: ImageAnnotation, findings: list[Finding], n
     return im
 
 
-def audit_inputs(voc: Path, out: Path) -> tuple[VocLayout, list[Path]]:
+def audit_inputs(voc: Path, out: Path, overwrite: bool = False) -> tuple[VocLayout, list[Path]]:
     """The VOC folder and its XML files; an output inside the audited folder is refused (it is only read)."""
     layout = VocLayout.find(Path(voc))
     xmls = sorted(layout.annotations.glob("*.xml"))
@@ -140,19 +140,20 @@ def audit_inputs(voc: Path, out: Path) -> tuple[VocLayout, list[Path]]:
     root, dest = layout.root.resolve(), Path(out).resolve()
     if dest == root or root in dest.parents or dest in root.parents:
         raise InputError(out, f"output folder overlaps the audited folder {layout.root}, which is never written to")
+    check_output_dir(Path(out), overwrite)
     return layout, xmls
 
 
 def audit(voc: Path, out: Path, detect: Callable[[Path], Detections], names: list[str], iou: float = AUDIT_IOU,
-          progress: bool = True) -> AuditResult:
+          progress: bool = True, overwrite: bool = False) -> AuditResult:
     """Audit every annotated image of `voc`; `detect(image_path)` returns the model's thresholded detections."""
     from tqdm import tqdm
 
-    layout, xmls = audit_inputs(voc, out)
+    layout, xmls = audit_inputs(voc, out, overwrite)
     out = Path(out)
     findings: list[Finding] = []
     annotated = dict.fromkeys(names, 0)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, overwrite, [layout.root, voc]) as tmp:
         (tmp / "Annotations").mkdir()
         (tmp / "overlays").mkdir()
         for xml_path in tqdm(xmls, desc="auditing", unit="img", disable=not progress):

@@ -26,7 +26,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     result = convert(
         source, args.out, classes=args.classes, split=args.split, seed=args.seed,
         val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
-        annotations=args.annotations, unlabelled=args.unlabelled,
+        annotations=args.annotations, unlabelled=args.unlabelled, overwrite=args.overwrite,
     )
     print(f"Converted {result.source} -> {result.out}")
     print(result.summary())
@@ -83,6 +83,11 @@ def cmd_count(args: argparse.Namespace) -> int:
     from .counting import count_images, table, write_reports
     from .detector import Detector, default_weights
 
+    for option, path in (("--json", args.json), ("--csv", args.csv)):
+        if path is not None and path.is_dir():
+            raise InputError(path, f"{option} wants a file path; this is a folder")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(args.out, "--out wants a folder for overlays; this is a file")
     weights = args.weights or default_weights()
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                         device=args.device, batch=args.batch, max_det=args.max_det)
@@ -104,7 +109,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .detector import Detector, default_weights
     from .images import open_image
 
-    audit_inputs(args.voc, args.out)  # before the model loads
+    audit_inputs(args.voc, args.out, args.overwrite)  # before the model loads
     weights = args.weights or default_weights()
     detector = Detector(weights, imgsz=args.imgsz, conf=args.conf, device=args.device)
 
@@ -115,7 +120,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         finally:
             src.close()
 
-    result = audit(args.voc, args.out, detect, detector.names, iou=args.iou, progress=not args.quiet)
+    result = audit(args.voc, args.out, detect, detector.names, iou=args.iou, progress=not args.quiet,
+                   overwrite=args.overwrite)
     print(f"model {weights}; thresholds {detector.thresholds.source}; {result.images} images audited")
     print(result.summary(detector.names))
     print(f"proposals.csv, overlays/ and Annotations/ (labels + proposals) written to {args.out}")
@@ -144,7 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Default: every training run under runs/ (folders Ultralytics wrote a results.csv into).
     runs = args.runs if args.runs is not None else sorted(p.parent for p in Path("runs").glob("*/results.csv"))
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
-                          progress=not args.quiet, also=args.also_data)
+                          progress=not args.quiet, also=args.also_data, overwrite=args.overwrite)
     from .report import markdown_table
 
     print(markdown_table(result["ap"]))
@@ -176,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-frac", type=float, default=0.2)
     p.add_argument("--test-frac", type=float, default=0.2)
     p.add_argument("--images", choices=("copy", "hardlink", "symlink"), default="copy")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
     p.add_argument("--annotations", type=Path, default=None,
                    help="another label set for the same photos (VOC .xml or YOLO .txt named by image id, e.g. "
                         "../shared/txl-pbc-bccd/Annotations): used instead of the photos' own labels, with a report "
@@ -266,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for proposals.csv, overlays/ and Annotations/ (labels plus proposals, VOC XML)")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--conf", default=None, help="thresholds as in count (default: the model's calibrated ones)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
     p.add_argument("--iou", type=float, default=AUDIT_IOU,
                    help=f"a detection and a label at this IoU or more are one cell (default {AUDIT_IOU})")
     p.add_argument("--imgsz", type=int, default=None)
@@ -292,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data YAMLs of other label sets for the same photos (e.g. complete labels from convert "
                         "--annotations): AP and count error against each, side by side")
     p.add_argument("--out", type=Path, default=Path("runs/report"))
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")

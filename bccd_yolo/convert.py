@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from .errors import InputError
-from .fsutil import staged_dir
+from .fsutil import check_output_dir, staged_dir
 from .detections import Detections
 from .matching import match
 from .voc import Box, Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list
@@ -237,6 +237,7 @@ def convert(
     images: str = "copy",
     annotations: Path | None = None,
     unlabelled: str = "drop",
+    overwrite: bool = False,
 ) -> ConversionResult:
     """Convert a VOC folder into an Ultralytics dataset at `out`; `out` is replaced only on success.
 
@@ -249,6 +250,8 @@ def convert(
     if unlabelled not in UNLABELLED:
         raise InputError(None, f"unlabelled={unlabelled!r}: choose one of {', '.join(UNLABELLED)}")
     layout = VocLayout.find(Path(source))
+    inputs = [layout.root, Path(source), annotations]
+    check_output_dir(Path(out), overwrite, inputs)
     plan = plan_splits(layout, split, seed, val_frac, test_frac)
     xml_of = {s: [layout.annotations / f"{i}.xml" for i in ids] for s, ids in plan.items()}
     all_xml = [p for paths in xml_of.values() for p in paths]
@@ -288,7 +291,7 @@ def convert(
 
     defects: list[Defect] = []
     summaries: dict[str, SplitSummary] = {}
-    with staged_dir(Path(out)) as tmp:
+    with staged_dir(Path(out), overwrite, inputs) as tmp:
         for s, paths in xml_of.items():
             (tmp / "images" / s).mkdir(parents=True)
             (tmp / "labels" / s).mkdir(parents=True)

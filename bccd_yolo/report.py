@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .fsutil import staged_dir
+from .fsutil import check_output_dir, staged_dir
 
 PLOTS_FROM_VAL = {"BoxPR_curve.png": "Precision-recall curves", "confusion_matrix.png": "Confusion matrix"}
 
@@ -244,7 +244,7 @@ def label_sets_table(sets: list[tuple[str, list, pd.DataFrame | None]], preds_by
 
 def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out: Path, imgsz: int | None = None,
                  device: str | None = None, batch: int = 16, progress: bool = True,
-                 also: list[str] | None = None) -> dict:
+                 also: list[str] | None = None, overwrite: bool = False) -> dict:
     """Write the full report into `out` (replaced only when everything succeeded); returns the headline numbers.
 
     `also`: data YAMLs of other label sets for (some of) the same photos, e.g. complete labels; AP and count
@@ -259,6 +259,8 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
                            load_ground_truth, predict_split, unannotated_share)
     from .finetune import resolve_data
 
+    inputs = [Path(weights), *run_dirs, Path(data).parent, *(Path(a).parent for a in also or [])]
+    check_output_dir(Path(out), overwrite, inputs)
     data, info = resolve_data(data)
     gts = load_ground_truth(info, split)
     detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
@@ -277,7 +279,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
     for s in skipped:
         print(f"warning: {s}", file=sys.stderr)
 
-    with staged_dir(out) as tmp:
+    with staged_dir(out, overwrite, inputs) as tmp:
         preds = predict_split(detector, gts, progress)
         model = YOLO(str(weights))
         model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
