@@ -133,11 +133,30 @@ def load_checkpoint_model(path: str):
         raise InputError(path, "weights file not found")
     try:
         model, _ = load_checkpoint(str(p))
+    except TypeError as e:
+        if "references types outside" not in str(e):
+            raise InputError(path, "not an Ultralytics checkpoint (empty, truncated or corrupted)") from None
+        raise InputError(path, f"refused: loading it would build {', '.join(unsafe_globals(p)) or 'objects'}, outside "
+                               "Ultralytics' checkpoint classes (set BCCD_YOLO_ALLOW_PICKLE=1 only for files you trust: "
+                               "a full pickle can run any command)") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         raise InputError(path, f"not an Ultralytics checkpoint ({type(e).__name__})") from None
     if not hasattr(model, "state_dict") or not hasattr(model, "yaml"):
         raise InputError(path, "not an Ultralytics detection checkpoint")
     return model
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The classes and functions a checkpoint's pickle names that the weights-only allow-list does not hold."""
+    import torch
+    from ultralytics.nn.tasks import _SafeLoad
+
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a zip checkpoint at all
+        return []
+    allowed = _SafeLoad._registry or {}
+    return sorted(g for g in found if g not in allowed)
 
 
 def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:

@@ -6,6 +6,10 @@ Import this module before `ultralytics`. It sets, unless the user already has:
   otherwise asks the network for Arial.ttf on every train and val run. The fonts are
   matplotlib's DejaVu Sans under Ultralytics' expected names.
 - settings `sync=False`: no usage events.
+- ULTRALYTICS_SAFE_LOAD=1: every checkpoint is unpickled with torch's weights-only loader against
+  Ultralytics' allow-list of model classes, so a `.pt` from elsewhere cannot run code when it loads.
+  BCCD_YOLO_ALLOW_PICKLE=1 turns this off for checkpoints you trust that need other classes
+  (a full pickle can run any command on load).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def _install_fonts(user_config_dir: Path) -> None:
             tmp.replace(target)
 
 
+ALLOW_PICKLE = os.getenv("BCCD_YOLO_ALLOW_PICKLE", "").lower() in ("1", "true", "yes")
+os.environ["ULTRALYTICS_SAFE_LOAD"] = "0" if ALLOW_PICKLE else "1"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_default_config_dir()))
 _install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]).expanduser() / "Ultralytics")

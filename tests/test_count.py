@@ -177,3 +177,43 @@ def test_edge_rules_pick_from_the_same_detections_and_are_recorded(photos, tmp_p
         assert [tuple(d["box"]) for d in got["frame"]["images"][i]["detections"]] == frame
         cut += len(boxes) - len(interior)
     assert cut > 0  # BCCD photos are full of cells cut by the frame: the rules must differ somewhere
+
+
+@pytest.mark.parametrize("command", [["count", "{photo}"], ["finetune", "--stage", "3", "--data", "{data}"]])
+def test_a_checkpoint_that_would_run_code_is_refused_by_name(command, photos, mini_bccd, tmp_path, capsys):
+    import os
+
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "forum-model.pt"
+    torch.save({"model": Payload(), "train_args": {}}, evil)
+    photo = next(photos.iterdir())
+    args = [a.format(photo=photo, data=mini_bccd) for a in command]
+    import subprocess
+    import sys
+
+    # in a fresh process, as a user runs it (pytest's captured streams would mix Ultralytics' log handlers in)
+    proc = subprocess.run([sys.executable, "-m", "bccd_yolo", *args, "--weights", str(evil),
+                           *(["--project", str(tmp_path / "runs")] if "finetune" in args else [])],
+                          capture_output=True, text=True, timeout=300)
+    code, err = proc.returncode, proc.stderr.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "forum-model.pt" in err and "posix.system" in err, err
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
+def test_checkpoints_load_on_the_weights_only_path(tiny_weights):
+    """The shipped model and a checkpoint finetune wrote load with the allow-list on (the package's default)."""
+    import os
+
+    from bccd_yolo.detector import SHIPPED_WEIGHTS
+    from bccd_yolo.finetune import load_checkpoint_model
+
+    assert os.environ["ULTRALYTICS_SAFE_LOAD"] == "1"
+    for path in (SHIPPED_WEIGHTS, tiny_weights):
+        assert load_checkpoint_model(str(path)).names[0] == "RBC"
