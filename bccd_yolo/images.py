@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
+
+LOGGER = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -43,6 +46,31 @@ def to_rgb8(a: np.ndarray) -> np.ndarray:
     elif a.shape[2] >= 4:
         a = a[..., :3]
     return np.ascontiguousarray(a)
+
+
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def pil_to_rgb8(im: Image.Image, path: Path | None = None) -> np.ndarray:
+    """Any Pillow image as RGB uint8 by its real range: 16-bit grey is scaled from 65,535 (not clipped at 255),
+    palette, RGBA, CMYK and 1-bit go through Pillow's conversions, and EXIF orientation is applied."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im) or im
+    if im.mode in GREY_MODES:
+        LOGGER.warning("%s is greyscale: counted, but the model tells WBC from platelets partly by stain colour",
+                       path or "image")
+    if im.mode.startswith("I;16"):
+        return to_rgb8(np.asarray(im).astype(np.uint16))
+    if im.mode == "I":  # 32-bit ints; 16-bit PNGs open this way in some Pillow versions
+        a = np.asarray(im)
+        return to_rgb8(a.astype(np.uint16) if a.min() >= 0 and a.max() <= 65535 else a.astype(np.uint32))
+    if im.mode == "F":
+        a = np.asarray(im, np.float32)
+        return to_rgb8(np.clip(a / max(1e-9, float(a.max())) * 255, 0, 255).astype(np.uint8))
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    return to_rgb8(np.asarray(im))
 
 
 @dataclass
@@ -157,7 +185,7 @@ def open_image(path: Path) -> ImageSource:
     try:
         with Image.open(path) as im:
             im.load()
-            return PhotoSource(path, to_rgb8(np.asarray(im.convert("RGB") if im.mode not in ("RGB", "L") else im)))
+            return PhotoSource(path, pil_to_rgb8(im, path))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(path, f"unreadable or corrupt image ({e})") from None
 

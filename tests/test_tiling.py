@@ -195,3 +195,49 @@ def test_nested_boxes_of_one_class_are_one_cell_touching_cells_stay_two():
     chain = Detections(np.array([[0, 0, 100, 100], [50, 0, 110, 100], [90, 0, 130, 100]], np.float32),
                        np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, np.int64))
     assert len(suppress_nested(chain)) == 2
+
+
+def _photo(tmp_path, name, im):
+    from bccd_yolo.images import open_image
+
+    path = tmp_path / name
+    im.save(path)
+    return open_image(path).read(0, 0, im.width, im.height)
+
+
+def test_every_photo_format_reads_as_rgb_by_its_real_range(tmp_path, caplog):
+    """A gradient in each format must come back as the same 8-bit gradient, not clipped or blank."""
+    from PIL import Image
+
+    ramp8 = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1))  # 8 x 64, 0..252
+    ramp16 = ramp8.astype(np.uint16) * 257  # the same ramp at 16 bits: 0..64764
+    rgb = np.stack([ramp8, 255 - ramp8, np.full_like(ramp8, 90)], 2)
+    cases = {
+        "grey16.png": Image.fromarray(ramp16),
+        "grey8.png": Image.fromarray(ramp8),
+        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=256),
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full_like(ramp8, 255)])),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+    }
+    for name, im in cases.items():
+        got = _photo(tmp_path, name, im)
+        assert got.shape == (8, 64, 3) and got.dtype == np.uint8, name
+        want = rgb if name in ("palette.png", "rgba.png", "cmyk.jpg") else np.repeat(ramp8[..., None], 3, 2)
+        tol = 12 if name.endswith(".jpg") else (4 if name == "palette.png" else 1)  # JPEG and palette quantise
+        assert np.abs(got.astype(int) - want).max() <= tol, (name, got[0, :8, 0], want[0, :8, 0])
+    assert sum("greyscale" in r.message for r in caplog.records) == 2  # grey16 and grey8, once each
+
+
+def test_exif_rotated_jpeg_is_read_upright(tmp_path):
+    from PIL import Image
+
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :10] = 255  # white band on the left of a 40 x 20 picture
+    im = Image.fromarray(a)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    im.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    from bccd_yolo.images import open_image
+
+    got = open_image(tmp_path / "rot.jpg").read(0, 0, 20, 40)
+    assert got.shape == (40, 20, 3) and got[:10].mean() > 200 and got[30:].mean() < 50
