@@ -5,9 +5,67 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 from .convert import BCCD_CLASSES
+from .counting import MIN_TILE
 from .errors import InputError
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `bccd-yolo count: error: argument --tile: ...`, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer{what}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text}: expected an integer >= {low}{what}")
+        return value
+    return parse
+
+
+def float_in(low: float, high: float, what: str = "") -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text}: expected a number in [{low:g}, {high:g}]{what}")
+        return value
+    return parse
+
+
+def tile_size(text: str) -> int:
+    value = int_at_least(0)(text)
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"{value}: expected 0 (never tile) or a tile of at least {MIN_TILE} px")
+    return value
+
+
+def conf_spec(text: str) -> str:
+    """`0.3` or `RBC=0.5,WBC=0.3`: checked for form and range here, class names once the model is loaded."""
+    items = [text] if "=" not in text else [i.partition("=")[2] for i in text.split(",")]
+    if "=" in text and any(not i.partition("=")[0].strip() for i in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1] or CLASS=number pairs")
+    for item in items:
+        try:
+            float_in(0, 1)(item)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text}: expected a number in [0, 1] or CLASS=number pairs") from None
+    return text
+
+
+IMGSZ = int_at_least(32, " (network input in pixels; Ultralytics rounds it up to a multiple of 32)")
+POSITIVE = int_at_least(1)
+UNIT = float_in(0, 1)
 
 DEFAULT_SOURCE = Path("datasets/BCCD_Dataset")
 DEFAULT_DATASET = Path("datasets/bccd")
@@ -162,13 +220,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bccd-yolo",
+    parser = Parser(
+        prog="bccd-yolo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Blood-cell (RBC, WBC, platelet) detection and counting with staged YOLOv3 transfer learning.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("convert", help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
+    p = sub.add_parser("convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
     p.add_argument("--source", type=Path, default=None,
                    help=f"BCCD_Dataset checkout, its BCCD/ folder, or any VOC folder (default {DEFAULT_SOURCE}; "
                         "downloaded when absent)")
@@ -179,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("official", "random"), default="official",
                    help="official: ImageSets/Main/{train,val,test}.txt; random: seeded split of all annotations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-frac", type=float, default=0.2)
-    p.add_argument("--test-frac", type=float, default=0.2)
+    p.add_argument("--val-frac", type=float_in(0, 0.99), default=0.2, help="with --split random")
+    p.add_argument("--test-frac", type=float_in(0, 0.99), default=0.2, help="with --split random")
     p.add_argument("--images", choices=("copy", "hardlink", "symlink"), default="copy")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
@@ -195,12 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .stages import MODELS
 
-    p = sub.add_parser("stages", help="print the freeze plan of each stage for a model")
+    p = sub.add_parser("stages", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="print the freeze plan of each stage for a model")
     p.add_argument("--model", default="yolov3", help=f"one of {', '.join(MODELS)} or a model YAML")
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser(
-        "finetune", help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
+        "finetune", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
         epilog="Extra Ultralytics train arguments go after the options as key=value, e.g. lr0=0.001 mosaic=0.5. "
                "--device 0,1 trains on several GPUs with Ultralytics' DDP.",
     )
@@ -214,11 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to start from (default: the previous stage's best.pt); darknet X.weights are "
                         "imported (model: its -darknet variant)")
     p.add_argument("--cfg", default=None, help="darknet cfg of --weights X.weights (default: X.cfg beside it)")
-    p.add_argument("--epochs", type=int, default=None, help="default 100")
-    p.add_argument("--imgsz", type=int, default=None, help="default 416")
-    p.add_argument("--batch", type=int, default=None, help="default 16")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help="default 100")
+    p.add_argument("--imgsz", type=IMGSZ, default=None, help="default 416")
+    p.add_argument("--batch", type=POSITIVE, default=None, help="default 16")
     p.add_argument("--device", default=None, help="cpu, 0, or 0,1,... (default: first GPU, else CPU)")
-    p.add_argument("--workers", type=int, default=None, help="loader workers (default: 0 on <=2 cores)")
+    p.add_argument("--workers", type=int_at_least(0), default=None, help="loader workers (default: 0 on <=2 cores)")
     p.add_argument("--project", default="runs")
     p.add_argument("--name", default=None, help="run name (default stage<N> or scratch)")
     p.add_argument("--resume", action="store_true", help="continue the killed run <project>/<name>")
@@ -226,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("import-darknet", help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
+    p = sub.add_parser("import-darknet", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
                        description="Load darknet yolov3, yolov3-spp or yolov3-tiny weights into the matching Ultralytics "
                                    "model with darknet's LeakyReLU(0.1); the YOLO output layers are skipped (the "
                                    "Ultralytics head is anchor-free and starts fresh).")
@@ -239,18 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
     from .edges import DEFAULT_EDGE, EdgeRule
 
-    p = sub.add_parser("count", help="count RBC, WBC and platelets in images, folders and slides")
+    p = sub.add_parser("count", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="count RBC, WBC and platelets in images, folders and slides")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files, folders of images, or slides")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
-    p.add_argument("--conf", default=None,
+    p.add_argument("--conf", type=conf_spec, default=None,
                    help="confidence threshold: one number for all classes, or e.g. RBC=0.5,WBC=0.3 "
                         "(default: the model's calibrated thresholds, else 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="most detections per image or tile")
-    p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the model's training size)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+    p.add_argument("--iou", type=UNIT, default=0.7, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=POSITIVE, default=300, help="most detections per image or tile")
+    p.add_argument("--imgsz", type=IMGSZ, default=None, help="network input size (default: the model's training size)")
+    p.add_argument("--tile", type=tile_size, default=DEFAULT_TILE,
                    help=f"tile size in pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles")
-    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="tile overlap, a fraction of --tile")
+    p.add_argument("--overlap", type=float_in(0, 0.9), default=DEFAULT_OVERLAP, help="tile overlap, a fraction of --tile")
     p.add_argument("--edge", choices=[r.value for r in EdgeRule], default=DEFAULT_EDGE.value,
                    help="cells cut by the image edge: all counts every cell seen (as complete labels annotate them); "
                         "interior only cells clear of the edge; frame the unbiased counting frame (top/left edges "
@@ -260,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
     p.add_argument("--device", default=None, help="cpu or a GPU index")
-    p.add_argument("--batch", type=int, default=8, help="images or tiles per forward pass")
+    p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: ONNX Runtime (exported once and cached beside the weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -268,32 +326,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .audit import AUDIT_IOU
 
-    p = sub.add_parser("audit", help="propose cells a labelled VOC folder missed, and labels the model does not find")
+    p = sub.add_parser("audit", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="propose cells a labelled VOC folder missed, and labels the model does not find")
     p.add_argument("voc", type=Path, metavar="VOCDIR", help="Pascal-VOC folder (Annotations/, JPEGImages/); only read")
     p.add_argument("--out", type=Path, required=True,
                    help="folder for proposals.csv, overlays/ and Annotations/ (labels plus proposals, VOC XML)")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
-    p.add_argument("--conf", default=None, help="thresholds as in count (default: the model's calibrated ones)")
+    p.add_argument("--conf", type=conf_spec, default=None, help="thresholds as in count (default: the model's calibrated ones)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
-    p.add_argument("--iou", type=float, default=AUDIT_IOU,
+    p.add_argument("--iou", type=UNIT, default=AUDIT_IOU,
                    help=f"a detection and a label at this IoU or more are one cell (default {AUDIT_IOU})")
-    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--imgsz", type=IMGSZ, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("calibrate", help="choose a confidence threshold per class that minimises count error")
+    p = sub.add_parser("calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="choose a confidence threshold per class that minimises count error")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="val", choices=("val", "train", "test"), help="never test, unless --force")
     p.add_argument("--force", action="store_true", help="allow --split test")
-    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--imgsz", type=IMGSZ, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("report", help="per-class AP, counting error and timing tables with plots")
+    p = sub.add_parser("report", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="per-class AP, counting error and timing tables with plots")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="test", choices=("test", "val", "train"))
@@ -304,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/report"))
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
-    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--imgsz", type=IMGSZ, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)

@@ -7,11 +7,11 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from .detections import Detections
-from .detector import Detector
 from .edges import DEFAULT_EDGE, EdgeRule, apply_edge_rule
 from .errors import InputError
 from .fsutil import atomic_write_text
@@ -19,8 +19,12 @@ from .images import ImageSource, list_images, open_image
 from .overlay import write_photo_overlay, write_slide_overlay
 from .tiling import merge_tiles, suppress_nested, tile_grid
 
+if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itself needs neither
+    from .detector import Detector
+
 DEFAULT_TILE = 640  # BCCD's frame width: tiles show cells at the scale the model was trained on
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
+MIN_TILE = 64  # smaller tiles see too little around a cell (and a 1 px tile would mean millions of tiles)
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ import numpy as np
 from . import yolo_env
 from .detections import Detections
 from .errors import InputError
+
+LOGGER = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_CONF = 0.25  # Ultralytics' own default, used for classes without a calibrated threshold
@@ -49,8 +52,19 @@ class Thresholds:
                 saved = json.loads(sidecar.read_text())["thresholds"]
             except (ValueError, KeyError, TypeError):
                 raise InputError(sidecar, "not a thresholds file (expected {\"thresholds\": {class: conf}})") from None
-            by_class.update({n: float(v) for n, v in saved.items() if n in by_class})
-            source = f"calibrated ({sidecar.name})"
+            if not isinstance(saved, dict):
+                raise InputError(sidecar, "not a thresholds file (expected {\"thresholds\": {class: conf}})")
+            known = {}
+            for n, v in saved.items():
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                    raise InputError(sidecar, f"threshold of {n!r} is {v!r}; expected a number in [0, 1]")
+                if n in by_class:
+                    known[n] = float(v)
+                else:
+                    LOGGER.warning("%s: class %r is not one of the model's (%s); ignored", sidecar, n, ", ".join(names))
+            by_class.update(known)
+            if known:
+                source = f"calibrated ({sidecar.name})"
         if conf:
             by_class.update(parse_conf(conf, names))
             source = f"--conf {conf}" + (f" over {source}" if source != "default" and "=" in conf else "")

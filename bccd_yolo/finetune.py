@@ -238,13 +238,22 @@ def _train_args(req: FinetuneRequest, plan: RunPlan) -> dict[str, Any]:
 
 
 def check_overrides(overrides: dict[str, Any]) -> None:
-    """Reject Ultralytics arguments it would not accept, before any run folder exists."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+    """Reject Ultralytics arguments it would not accept (unknown keys, wrong types or ranges), through
+    Ultralytics' own config checks, before any run folder exists."""
+    import difflib
 
+    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
+
+    for key in overrides:  # checked here: Ultralytics' own check prints its whole CLI help first
+        if key not in DEFAULT_CFG_DICT:
+            near = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT), n=3)
+            raise InputError(None, f"unknown Ultralytics train argument {key!r}"
+                                   + (f" (did you mean {', '.join(near)}?)" if near else ""))
     try:
-        check_dict_alignment(DEFAULT_CFG_DICT, overrides)
-    except SyntaxError as e:
-        raise InputError(None, f"unknown Ultralytics train argument ({str(e).strip().splitlines()[0]})") from None
+        get_cfg(DEFAULT_CFG_DICT, dict(overrides))
+    except (TypeError, ValueError) as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise InputError(None, f"Ultralytics train argument: {first}") from None
 
 
 def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -254,6 +263,7 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
     """
     from ultralytics import YOLO
 
+    check_overrides(req.overrides)
     darknet = None
     if req.weights and req.weights.endswith(".weights") and not req.resume:
         from .download import cache_dir, resolve_darknet_weights
@@ -264,7 +274,6 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
         darknet = imported.provenance()
         req = replace(req, weights=str(pt), model=req.model or imported.variant)
     req = req.filled()
-    check_overrides(req.overrides)
     run_dir = Path(req.project) / req.name
     if req.resume:
         last = run_dir / "weights" / "last.pt"
