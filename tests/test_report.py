@@ -115,8 +115,9 @@ def test_report_html_renders_in_headless_chromium_without_errors(report_dir, tmp
 
 
 def test_missing_split_is_a_clear_error(tiny_weights, tmp_path, capsys):
-    data = tmp_path / "data.yaml"
-    data.write_text(f"path: {tmp_path}\ntrain: {tmp_path}\nval: {tmp_path}\nnames: {{0: RBC, 1: WBC, 2: Platelets}}\n")
+    (tmp_path / "data").mkdir()  # the dataset folder is an input: the report goes outside it
+    data = tmp_path / "data" / "data.yaml"
+    data.write_text(f"path: {data.parent}\ntrain: {data.parent}\nval: {data.parent}\nnames: {{0: RBC, 1: WBC, 2: Platelets}}\n")
     code = main(["report", "--weights", str(tiny_weights), "--data", str(data), "--split", "test", "--out",
                  str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip()
