@@ -369,16 +369,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, batch schedulers, docker stop), unwound like Ctrl-C so temporary files are removed."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except InputError as e:
         print(f"bccd-yolo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"bccd-yolo {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"bccd-yolo {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

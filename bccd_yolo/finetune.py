@@ -12,6 +12,7 @@ from typing import Any
 
 from . import yolo_env
 from .errors import InputError
+from .fsutil import atomic_write_text
 from .stages import (
     PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, load_model_yaml, model_parts_from_yaml, model_yaml_file,
 )
@@ -280,6 +281,8 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
         if not last.is_file():
             raise InputError(last, "nothing to resume (no last.pt in this run)")
         load_checkpoint_model(str(last))
+        if run_finished(last):
+            raise InputError(run_dir, "this run is finished (its last.pt holds no optimiser state): nothing to resume")
         model, plan, args = YOLO(str(last)), None, {"resume": True}
         print(f"Resuming {run_dir}")
     else:
@@ -294,15 +297,42 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
         model.add_callback("on_train_start", lambda t: [print(f"note: {n}") for n in plan.notes])
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
+    start_segment(run_dir, req.resume)
     start = time.perf_counter()
     model.train(**args)
     wall = time.perf_counter() - start
     save_dir = Path(model.trainer.save_dir)
     record = timing_record(req, plan, save_dir, wall, n_images.get("train"), darknet)
-    (save_dir / "timing.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(save_dir / "timing.json", json.dumps(record, indent=2) + "\n")
     _append_csv(Path(req.project) / "timing.csv", record)
     print(f"timing: {record['wall_seconds']:.1f} s total, {record['seconds_per_epoch']:.1f} s/epoch -> {save_dir / 'timing.json'}")
     return record
+
+
+def run_finished(last: Path) -> bool:
+    """Ultralytics strips the optimiser from last.pt when a run ends; a killed run's last.pt still has it."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    ckpt, _ = torch_safe_load(str(last))
+    return ckpt.get("optimizer") is None
+
+
+SEGMENTS = "segments.json"  # epochs already in results.csv when each training segment (first run, resumes) began
+
+
+def start_segment(run_dir: Path, resume: bool) -> None:
+    rows = run_dir / "results.csv"
+    done = max(0, len(rows.read_text().splitlines()) - 1) if resume and rows.is_file() else 0
+    starts = json.loads((run_dir / SEGMENTS).read_text()) if resume and (run_dir / SEGMENTS).is_file() else [0]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / SEGMENTS, json.dumps(sorted({*starts, done})) + "\n")
+
+
+def training_seconds(times: list[float], starts: list[int]) -> float:
+    """Total training time: results.csv's `time` restarts from zero in each resumed segment, so add each
+    segment's last value."""
+    ends = [s - 1 for s in starts[1:] if 0 < s <= len(times)] + [len(times) - 1]
+    return sum(times[e] for e in ends)
 
 
 def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, n_train: int | None,
@@ -310,7 +340,8 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
     """What a run cost, from the wall clock and Ultralytics' results.csv (seconds since training start per epoch)."""
     rows = list(csv.DictReader((save_dir / "results.csv").open())) if (save_dir / "results.csv").is_file() else []
     epochs = len(rows)
-    train_seconds = float(rows[-1]["time"]) if rows else wall
+    starts = json.loads((save_dir / SEGMENTS).read_text()) if (save_dir / SEGMENTS).is_file() else [0]
+    train_seconds = training_seconds([float(r["time"]) for r in rows], starts) if rows else wall
     return {
         "stage": req.stage,
         "model": req.model,

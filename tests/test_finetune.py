@@ -13,6 +13,7 @@ from bccd_yolo.convert import convert
 from bccd_yolo.errors import InputError
 from bccd_yolo.finetune import FinetuneRequest, finetune
 from bccd_yolo.stages import model_parts
+from conftest import tree_digest
 from conftest import TINY_TRAIN
 
 COMMON = dict(model="yolov3-tiny", epochs=1, imgsz=64, batch=4, workers=0, overrides=TINY_TRAIN)
@@ -114,6 +115,14 @@ def test_resume_continues_a_killed_run(mini_bccd, tmp_path):
     assert len(results.read_text().splitlines()) == 2  # header + epoch 1
     record = finetune(FinetuneRequest(stage="scratch", project=str(tmp_path), resume=True))
     assert len(results.read_text().splitlines()) == 3 and record["resumed"] and record["epochs"] == 2
+    # results.csv's time restarts in the resumed segment: the record counts both segments
+    times = [float(line.split(",")[1]) for line in results.read_text().splitlines()[1:]]
+    assert record["train_seconds"] == pytest.approx(times[0] + times[1], abs=1e-3)
+    # the run is finished now: a second resume says so, writes nothing, and reaches for no dataset
+    before = tree_digest(tmp_path)
+    with pytest.raises(InputError, match="this run is finished"):
+        finetune(FinetuneRequest(stage="scratch", project=str(tmp_path), resume=True))
+    assert tree_digest(tmp_path) == before
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

@@ -116,3 +116,21 @@ def test_report_into_the_runs_folder_is_refused_and_the_runs_survive(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert code == 2 and "overlaps the input" in err, err
     assert tree_digest(runs) == before
+
+
+def test_sigterm_during_a_write_removes_the_temporary_file_and_exits_143(tmp_path, monkeypatch, capsys):
+    """What `timeout`, schedulers and `docker stop` send arrives mid-write: treated like Ctrl-C."""
+    import signal
+
+    import bccd_yolo.cli as cli
+    from bccd_yolo.fsutil import atomic_save
+
+    def save(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half an overlay")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "cmd_stages", lambda args: atomic_save(tmp_path / "overlay.tif", save) and 0)
+    assert cli.main(["stages"]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # the handler is not left behind
