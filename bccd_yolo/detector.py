@@ -21,7 +21,8 @@ LOGGER = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx")
 DEFAULT_CONF = 0.25  # Ultralytics' own default, used for classes without a calibrated threshold
 RAW_CONF = 0.01  # tiles are predicted down to this, merged, and only then thresholded
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "bccd_yolov3_tiny.pt"
+# bccd_yolo/weights links to the repository's weights/ (the source of truth); wheels carry the files themselves
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "bccd_yolov3_tiny.pt"
 
 
 def default_weights() -> Path:
