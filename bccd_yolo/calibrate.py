@@ -56,15 +56,23 @@ def write_sidecar(path: Path, cal: Calibration, meta: dict) -> None:
 
 
 def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
-              device: str | None = None, progress: bool = True) -> tuple[Path, dict]:
-    """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary."""
-    from .detector import DEFAULT_CONF, Detector, thresholds_path
+              device: str | None = None, progress: bool = True, overwrite: bool = False) -> tuple[Path, dict]:
+    """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary.
+
+    The shipped model's calibration is part of the package: it is replaced only with `overwrite`."""
+    import os
+
+    from .detector import DEFAULT_CONF, SHIPPED_WEIGHTS, Detector, thresholds_path
     from .evaluate import EVAL_CONF, count_matrix, load_ground_truth, predict_split
     from .finetune import resolve_data
 
     if split == "test" and not force:
         raise InputError(None, "--split test: calibrating on the test split leaks it into the reported results; "
                                "use val, or --force if you mean it")
+    sidecar = thresholds_path(weights)
+    if Path(weights).resolve() == SHIPPED_WEIGHTS.resolve() and sidecar.is_file() and not overwrite:
+        raise InputError(sidecar, "is the shipped model's calibration; pass --overwrite to replace it, or calibrate "
+                                  "a copy of the weights (the sidecar is written beside them)")
     data, info = resolve_data(data)
     detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
     gts = load_ground_truth(info, split)
@@ -74,8 +82,8 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     cal = calibrate_thresholds(preds, true, names)
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
-    sidecar = thresholds_path(weights)
-    write_sidecar(sidecar, cal, {"split": split, "data": data, "images": len(gts), "imgsz": detector.imgsz,
+    # paths relative to the sidecar: the file travels with the weights to other machines
+    write_sidecar(sidecar, cal, {"split": split, "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary

@@ -192,7 +192,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     weights = args.weights or default_weights()
     sidecar, summary = calibrate(weights, args.data, args.split, force=args.force, imgsz=args.imgsz,
-                                 device=args.device, progress=not args.quiet)
+                                 device=args.device, progress=not args.quiet, overwrite=args.overwrite)
     print(f"{'class':<10} {'threshold':>9} {'MAE @0.25':>10} {'MAE calibrated':>15}")
     for name, s in summary.items():
         print(f"{name:<10} {s['threshold']:>9.2f} {s['mae_default']:>10.2f} {s['mae_calibrated']:>15.2f}")
@@ -346,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="val", choices=("val", "train", "test"), help="never test, unless --force")
     p.add_argument("--force", action="store_true", help="allow --split test")
+    p.add_argument("--overwrite", action="store_true", help="replace the shipped model's calibration")
     p.add_argument("--imgsz", type=IMGSZ, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")

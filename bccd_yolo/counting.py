@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .detections import Detections
 from .edges import DEFAULT_EDGE, EdgeRule, apply_edge_rule
 from .errors import InputError
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, owned_entries, record_outputs
 from .images import ImageSource, list_images, open_image
 from .overlay import write_photo_overlay, write_slide_overlay
 from .tiling import merge_tiles, suppress_nested, tile_grid
@@ -68,6 +68,17 @@ def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE,
     return detector.thresholds.keep(merge_tiles(per_tile, src.width, src.height), detector.names), len(grid)
 
 
+def output_stems(files: list[Path]) -> dict[Path, str]:
+    """Output names per input: its stem, and stem-2, stem-3, ... for later inputs of the same stem
+    (a/x.jpg and b/x.jpg give x_overlay.jpg and x-2_overlay.jpg)."""
+    seen: dict[str, int] = {}
+    out = {}
+    for f in files:
+        n = seen[f.stem] = seen.get(f.stem, 0) + 1
+        out[f] = f.stem if n == 1 else f"{f.stem}-{n}"
+    return out
+
+
 def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
                  out: Path | None = None, progress: bool = True, edge: EdgeRule | str = DEFAULT_EDGE,
                  ) -> tuple[list[ImageCount], list[InputError]]:
@@ -76,6 +87,10 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
     results: list[ImageCount] = []
     errors: list[InputError] = []
     files = list_images(paths)
+    if out is not None:  # never count overlays an earlier run wrote into the same folder
+        ours = {(Path(out).resolve() / name) for name in owned_entries(Path(out)) or []}
+        files = [f for f in files if Path(f).resolve() not in ours]
+    stems = output_stems(files)
     for path in tqdm(files, desc="images", unit="img", disable=not progress or len(files) < 2):
         try:
             src = open_image(path)
@@ -89,11 +104,13 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
             if out is not None:
                 if n_tiles > 1:
                     files_out = write_slide_overlay(src, d, detector.names, result.counts,
-                                                    out / f"{path.stem}_overlay.tif", out / f"{path.stem}_preview.png")
+                                                    out / f"{stems[path]}_overlay.tif", out / f"{stems[path]}_preview.png")
                 else:
-                    files_out = (write_photo_overlay(src, d, detector.names, result.counts, out / f"{path.stem}_overlay.jpg"),)
+                    files_out = (write_photo_overlay(src, d, detector.names, result.counts, out / f"{stems[path]}_overlay.jpg"),)
                 result.overlay = [str(p) for p in files_out]
             results.append(result)
+            if out is not None:
+                record_outputs(out, [Path(p).name for p in result.overlay])
         finally:
             src.close()
     return results, errors

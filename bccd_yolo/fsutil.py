@@ -22,7 +22,7 @@ def _umask() -> int:
     return mask
 
 
-def _owned_entries(folder: Path) -> list[str] | None:
+def owned_entries(folder: Path) -> list[str] | None:
     """What bccd-yolo wrote into `folder` (None if the folder has no valid marker)."""
     try:
         entries = json.loads((folder / MARKER).read_text())
@@ -32,6 +32,12 @@ def _owned_entries(folder: Path) -> list[str] | None:
                                                 for e in entries):
         return None
     return entries
+
+
+def record_outputs(folder: Path, names: list[str]) -> None:
+    """Add files a command wrote straight into `folder` (overlays) to its marker."""
+    entries = sorted(set(owned_entries(folder) or []) | set(names))
+    atomic_write_text(Path(folder) / MARKER, json.dumps(entries) + "\n")
 
 
 def check_output_dir(dest: Path, overwrite: bool = False, inputs: Iterable[Path | str | None] = ()) -> None:
@@ -46,7 +52,7 @@ def check_output_dir(dest: Path, overwrite: bool = False, inputs: Iterable[Path 
         src = Path(item).resolve()
         if target == src or src in target.parents or target in src.parents:
             raise InputError(dest, f"output folder overlaps the input {item}; choose a folder outside it")
-    if dest.is_dir() and any(dest.iterdir()) and _owned_entries(dest) is None and not overwrite:
+    if dest.is_dir() and any(dest.iterdir()) and owned_entries(dest) is None and not overwrite:
         raise InputError(dest, "folder holds files bccd-yolo did not write; choose a new or empty folder, "
                                "or pass --overwrite to replace only this command's outputs in it")
 
@@ -73,7 +79,7 @@ def staged_dir(dest: Path, overwrite: bool = False, inputs: Iterable[Path | str 
             tmp.rename(dest)
             return
         trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        for name in sorted(set(written) | set(_owned_entries(dest) or []) | {MARKER}):
+        for name in sorted(set(written) | set(owned_entries(dest) or []) | {MARKER}):
             if (dest / name).exists() or (dest / name).is_symlink():
                 (dest / name).rename(trash / name)
         for name in [*written, MARKER]:
@@ -95,6 +101,7 @@ def atomic_save(path: Path, save: Callable[[str], object]) -> Path:
     os.close(fd)
     try:
         save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs follow the umask like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

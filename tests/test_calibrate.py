@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +66,9 @@ def calibrated(tiny_weights, mini_bccd, tmp_path_factory):
 def test_calibrate_writes_a_sidecar_that_count_uses(calibrated, mini_bccd, tmp_path, capsys):
     saved = json.loads(thresholds_path(calibrated).read_text())
     assert saved["split"] == "val" and set(saved["thresholds"]) == {"RBC", "WBC", "Platelets"}
+    # no path of this machine in a file that travels with the weights: relative to the sidecar
+    assert not Path(saved["data"]).is_absolute()
+    assert (thresholds_path(calibrated).parent / saved["data"]).resolve() == mini_bccd.resolve()
     assert all(v in GRID for v in saved["thresholds"].values())
     for s in saved["count_mae"].values():
         assert s["mae_calibrated"] <= s["mae_default"]
@@ -80,3 +84,13 @@ def test_calibration_refuses_the_test_split(tiny_weights, mini_bccd, capsys):
     code = main(["calibrate", "--weights", str(tiny_weights), "--data", str(mini_bccd), "--split", "test", "--quiet"])
     err = capsys.readouterr().err
     assert code != 0 and "--force" in err and not thresholds_path(tiny_weights).exists()
+
+
+def test_the_shipped_calibration_is_replaced_only_on_request(mini_bccd, capsys):
+    from bccd_yolo.detector import SHIPPED_WEIGHTS, thresholds_path
+
+    before = thresholds_path(SHIPPED_WEIGHTS).read_bytes()
+    code = main(["calibrate", "--data", str(mini_bccd), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "shipped model's calibration" in err and "--overwrite" in err
+    assert thresholds_path(SHIPPED_WEIGHTS).read_bytes() == before

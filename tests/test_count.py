@@ -217,3 +217,30 @@ def test_checkpoints_load_on_the_weights_only_path(tiny_weights):
     assert os.environ["ULTRALYTICS_SAFE_LOAD"] == "1"
     for path in (SHIPPED_WEIGHTS, tiny_weights):
         assert load_checkpoint_model(str(path)).names[0] == "RBC"
+
+
+def test_outputs_never_collide_nor_become_inputs(photos, tiny_weights, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    first = next(photos.iterdir())
+    shutil.copy(first, a / "x.jpg")
+    Image.open(first).transpose(Image.FLIP_LEFT_RIGHT).save(b / "x.jpg")  # another picture, same name
+    out = tmp_path / "o"
+    old = __import__("os").umask(0o022)
+    try:
+        code, _, err = run([a / "x.jpg", b / "x.jpg", "--out", out, "--weights", tiny_weights, "--conf", LOW_CONF,
+                            "--imgsz", "64"], capsys)
+    finally:
+        __import__("os").umask(old)
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .bccd-yolo-output lists them
+    assert names == ["x-2_overlay.jpg", "x_overlay.jpg"]
+    assert not np.array_equal(np.asarray(Image.open(out / names[0])), np.asarray(Image.open(out / names[1])))
+    assert all((out / n).stat().st_mode & 0o777 == 0o644 for n in names)  # the umask, not mkstemp's 0600
+    # a folder counted into itself: the second run does not count the first run's overlays
+    shutil.copy(first, out / "photo.jpg")
+    for _ in range(2):
+        code, _, err = run([out, "--out", out, "--weights", tiny_weights, "--conf", LOW_CONF, "--imgsz", "64",
+                            "--json", tmp_path / "c.json"], capsys)
+        assert code == 0, err
+        assert [Path(i["path"]).name for i in json.loads((tmp_path / "c.json").read_text())["images"]] == ["photo.jpg"]
