@@ -20,7 +20,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 OPENSLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 SUPPORTED_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
 
-Image.MAX_IMAGE_PIXELS = None  # slides are legitimately huge; bomb checks do not apply to microscopy input
+Image.MAX_IMAGE_PIXELS = None  # sizes are checked in open_image: large photos go through libvips, not Pillow
+PHOTO_PIXEL_LIMIT = 40_000_000  # PNG/JPEG/BMP decoded whole up to this (120 MB as RGB); larger ones through libvips
 
 
 class ImageSource(Protocol):
@@ -93,6 +94,45 @@ class PhotoSource:
 
     def close(self) -> None:
         pass
+
+
+class VipsSource:
+    """A PNG, JPEG or BMP too large to decode whole, read region by region through libvips.
+
+    Formats without random access are decoded once by libvips into a temporary file on disc (above its
+    100 MB threshold), so memory stays flat whatever the image's size."""
+
+    def __init__(self, path: Path, image):
+        self.path, self._im = path, image
+        self.width, self.height = image.width, image.height
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        import pyvips
+
+        try:
+            return to_rgb8(self._im.crop(x, y, w, h).numpy())
+        except pyvips.Error as e:
+            raise InputError(self.path, f"unreadable or corrupt image ({str(e).strip().splitlines()[0]})") from None
+
+    def close(self) -> None:
+        self._im = None
+
+
+def _open_vips(path: Path, size: tuple[int, int]) -> ImageSource:
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        raise InputError(path, f"{size[0]} x {size[1]} px is over the {PHOTO_PIXEL_LIMIT / 1e6:.0f} MP that are decoded "
+                               "whole; reading it in bounded memory needs pyvips (pip install pyvips pyvips-binary)") from None
+    try:
+        im = pyvips.Image.new_from_file(str(path), access="random", fail=True)
+        if im.interpretation == "cmyk":
+            im = im.colourspace("srgb")
+        if im.hasalpha():
+            im = im.flatten(background=[255] * (im.bands - 1))
+    except pyvips.Error as e:
+        raise InputError(path, f"unreadable or corrupt image ({str(e).strip().splitlines()[0]})") from None
+    return VipsSource(path, im)
 
 
 class TiledTiffSource:
@@ -183,7 +223,9 @@ def open_image(path: Path) -> ImageSource:
     if suffix in OPENSLIDE_SUFFIXES:
         return _open_openslide(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            if im.width * im.height > PHOTO_PIXEL_LIMIT:
+                return _open_vips(path, im.size)
             im.load()
             return PhotoSource(path, pil_to_rgb8(im, path))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

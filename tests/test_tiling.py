@@ -241,3 +241,45 @@ def test_exif_rotated_jpeg_is_read_upright(tmp_path):
 
     got = open_image(tmp_path / "rot.jpg").read(0, 0, 20, 40)
     assert got.shape == (40, 20, 3) and got[:10].mean() > 200 and got[30:].mean() < 50
+
+
+def test_large_photos_read_region_by_region_through_libvips(tmp_path, monkeypatch):
+    """Above the whole-decode limit a PNG is read through libvips, pixel for pixel what Pillow decodes."""
+    from PIL import Image
+
+    import bccd_yolo.images as images
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "slide.png")
+    Image.fromarray(np.dstack([a, np.full(a.shape[:2], 255, np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray((a[..., 0].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
+    monkeypatch.setattr(images, "PHOTO_PIXEL_LIMIT", 10_000)
+    src = images.open_image(tmp_path / "slide.png")
+    assert isinstance(src, images.VipsSource) and (src.width, src.height) == (500, 300)
+    assert np.array_equal(src.read(37, 11, 200, 150), a[11:161, 37:237])
+    assert np.array_equal(images.open_image(tmp_path / "rgba.png").read(0, 0, 500, 300), a)
+    grey = images.open_image(tmp_path / "grey16.png").read(0, 0, 500, 300)
+    assert np.array_equal(grey, np.repeat(a[..., :1], 3, 2))  # 16 bits scaled by their range, as for photos
+
+
+def test_a_huge_png_without_libvips_is_refused_by_its_size(tmp_path, monkeypatch):
+    """A 1 KB PNG declaring 30,000 x 30,000 px: refused from its header, before a pixel is decoded."""
+    import builtins
+    import struct
+    import zlib
+
+    import bccd_yolo.images as images
+    from bccd_yolo.errors import InputError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(png)
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "pyvips" else real_import(name, *a, **k))
+    with pytest.raises(InputError, match="30000 x 30000 px is over the 40 MP"):
+        images.open_image(tmp_path / "bomb.png")
