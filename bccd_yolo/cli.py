@@ -148,7 +148,7 @@ def cmd_count(args: argparse.Namespace) -> int:
         raise InputError(args.out, "--out wants a folder for overlays; this is a file")
     weights = args.weights or default_weights()
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                        device=args.device, batch=args.batch, max_det=args.max_det)
+                        device=args.device, batch=args.batch, max_det=args.max_det, quiet=args.quiet)
     results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
                                    progress=not args.quiet, edge=args.edge)
     print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "

@@ -102,11 +102,19 @@ def _unit(v: float) -> float:
 
 
 def onnx_path_for(weights: Path, imgsz: int) -> Path:
-    return Path(weights).with_name(f"{Path(weights).stem}.{imgsz}.onnx")
+    """The export's name carries the weights' content hash: copying other weights over the file (even with
+    `cp -p`, which keeps the time stamp) can never reuse a stale export."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
+    return Path(weights).with_name(f"{Path(weights).stem}.{imgsz}.{digest}.onnx")
 
 
-def export_onnx(weights: Path, imgsz: int) -> Path:
+def export_onnx(weights: Path, imgsz: int, quiet: bool = False) -> Path:
     """Export once, with a dynamic batch axis, beside the weights (or in the cache if that folder is read-only)."""
+    import contextlib
+    import io
+
     from ultralytics import YOLO
 
     from .download import cache_dir
@@ -115,14 +123,22 @@ def export_onnx(weights: Path, imgsz: int) -> Path:
     target = onnx_path_for(weights, imgsz)
     if not os.access(target.parent, os.W_OK):
         target = cache_dir() / "onnx" / target.name
-    if target.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
+    if target.is_file():
         return target
-    with tempfile.TemporaryDirectory() as tmp:  # Ultralytics writes the export beside the file it loaded
-        local = Path(tmp) / weights.name
-        shutil.copy2(weights, local)
-        exported = YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(exported, target)
+    ultralytics_log = logging.getLogger("ultralytics")
+    level = ultralytics_log.level
+    if quiet:
+        ultralytics_log.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, \
+                (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()):
+            local = Path(tmp) / weights.name  # Ultralytics writes the export beside the file it loaded
+            shutil.copy2(weights, local)
+            exported = YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, verbose=False)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(exported, target)
+    finally:
+        ultralytics_log.setLevel(level)
     return target
 
 
@@ -130,7 +146,7 @@ class Detector:
     """Batches of RGB arrays in, one Detections per image out."""
 
     def __init__(self, weights: Path, backend: str = "torch", imgsz: int | None = None, conf: str | None = None,
-                 iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300):
+                 iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300, quiet: bool = False):
         from ultralytics import YOLO
 
         from .finetune import load_checkpoint_model
@@ -144,7 +160,7 @@ class Detector:
         self.imgsz = int(imgsz or train_args.get("imgsz", 640))
         self.thresholds = Thresholds.for_model(self.weights, self.names, conf)
         self.iou, self.device, self.batch, self.backend, self.max_det = iou, device, batch, backend, max_det
-        path = export_onnx(self.weights, self.imgsz) if backend == "onnx" else self.weights
+        path = export_onnx(self.weights, self.imgsz, quiet) if backend == "onnx" else self.weights
         self.model = YOLO(str(path), task="detect")
         self.model.add_callback("on_predict_start", yolo_env.use_all_cpu_threads)
 

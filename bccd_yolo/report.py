@@ -207,7 +207,7 @@ def _markdown(sections, title: str) -> str:
         elif isinstance(body, Path):
             out.append(f"![{body.stem}]({body.as_posix()})")
         else:
-            out.append(html.unescape(body.replace("<code>", "`").replace("</code>", "")))
+            out.append(html.unescape(body.replace("<code>", "`").replace("</code>", "`")))
         out.append("")
     return "\n".join(out)
 
@@ -334,7 +334,8 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
 
         command = "bccd-yolo report " + " ".join(shlex.quote(a) for a in [
             "--weights", str(weights), "--data", data, "--split", split, *(["--runs", *map(str, run_dirs)] if run_dirs else []),
-            *(["--also-data", *also] if also else []), "--out", str(out)])
+            *(["--also-data", *also] if also else []), *(["--imgsz", str(imgsz)] if imgsz else []),
+            *(["--device", str(device)] if device else []), "--out", str(out)])
         thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
         sections: list = [
             ("Model and data", f"Model {_code(weights)} ({detector.imgsz} px) on the {_code(split)} split of "

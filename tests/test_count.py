@@ -116,13 +116,28 @@ def test_onnx_backend_agrees_with_torch(photos, tiny_weights, tmp_path, capsys):
     shutil.copy(tiny_weights, weights)
     outs = {}
     for backend in ("torch", "onnx"):
-        code, _, err = run([photos, "--weights", weights, "--backend", backend, "--conf", "0.01", "--imgsz", "64",
-                            "--json", tmp_path / f"{backend}.json"], capsys)
+        code, out, err = run([photos, "--weights", weights, "--backend", backend, "--conf", "0.01", "--imgsz", "64",
+                              "--json", tmp_path / f"{backend}.json"], capsys)
         assert code == 0, err
+        assert "export" not in out.lower() and "onnx:" not in out.lower()  # --quiet quiets the export too
         outs[backend] = json.loads((tmp_path / f"{backend}.json").read_text())
-    assert (tmp_path / "w.64.onnx").is_file()
+    import hashlib
+
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    assert [p.name for p in tmp_path.glob("w.64.*.onnx")] == [f"w.64.{digest}.onnx"]
     t, o = outs["torch"]["total"], outs["onnx"]["total"]
     assert all(abs(t[n] - o[n]) <= max(2, 0.05 * t[n]) for n in t), (t, o)
+    # other weights copied over the file with the same time stamp (cp -p): a new export, never the stale one
+    from bccd_yolo.detector import SHIPPED_WEIGHTS
+
+    shutil.copy2(SHIPPED_WEIGHTS, weights)
+    import os
+
+    os.utime(weights, (tmp_path.stat().st_atime, (tmp_path / f"w.64.{digest}.onnx").stat().st_mtime - 10))
+    code, _, err = run([photos, "--weights", weights, "--backend", "onnx", "--imgsz", "64"], capsys)
+    assert code == 0, err
+    new = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    assert sorted(p.name for p in tmp_path.glob("w.64.*.onnx")) == sorted([f"w.64.{digest}.onnx", f"w.64.{new}.onnx"])
 
 
 def test_a_bad_file_in_a_folder_is_reported_and_the_rest_counted(photos, tiny_weights, tmp_path, capsys):

@@ -187,3 +187,13 @@ def test_time_to_the_scratch_runs_best_ap_is_read_per_epoch(tmp_path):
     row = comp.iloc[0]
     assert (row.transfer_epoch_to_scratch_best, row.transfer_time_to_scratch_best) == (2, 120.0)
     assert row.time_ratio_at_equal_ap == pytest.approx(0.4) and row.study_ratio == pytest.approx(2.5 / 6.8, abs=1e-4)
+
+
+def test_report_md_keeps_the_reproduce_command_whole(report_dir):
+    """Markdown shows the command in backticks, with every option that shaped the numbers (--imgsz here)."""
+    import re
+
+    md = (report_dir / "report.md").read_text()
+    command = re.search(r"`(bccd-yolo report [^`]+)`", md)
+    assert command and "--imgsz 64" in command.group(1) and "--split val" in command.group(1)
+    assert md.count("`") % 2 == 0
