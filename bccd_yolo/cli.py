@@ -11,6 +11,16 @@ from .convert import BCCD_CLASSES
 from .counting import MIN_TILE
 from .errors import InputError
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every default in --help, once: options whose help already describes their default keep that text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `bccd-yolo count: error: argument --tile: ...`, exit status 2."""
 
@@ -221,12 +231,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="bccd-yolo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="bccd-yolo", formatter_class=HelpFormatter,
         description="Blood-cell (RBC, WBC, platelet) detection and counting with staged YOLOv3 transfer learning.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
+    p = sub.add_parser("convert", formatter_class=HelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
     p.add_argument("--source", type=Path, default=None,
                    help=f"BCCD_Dataset checkout, its BCCD/ folder, or any VOC folder (default {DEFAULT_SOURCE}; "
                         "downloaded when absent)")
@@ -253,12 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .stages import MODELS
 
-    p = sub.add_parser("stages", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="print the freeze plan of each stage for a model")
+    p = sub.add_parser("stages", formatter_class=HelpFormatter, help="print the freeze plan of each stage for a model")
     p.add_argument("--model", default="yolov3", help=f"one of {', '.join(MODELS)} or a model YAML")
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser(
-        "finetune", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
+        "finetune", formatter_class=HelpFormatter, help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
         epilog="Extra Ultralytics train arguments go after the options as key=value, e.g. lr0=0.001 mosaic=0.5. "
                "--device 0,1 trains on several GPUs with Ultralytics' DDP.",
     )
@@ -284,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("import-darknet", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
+    p = sub.add_parser("import-darknet", formatter_class=HelpFormatter, help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
                        description="Load darknet yolov3, yolov3-spp or yolov3-tiny weights into the matching Ultralytics "
                                    "model with darknet's LeakyReLU(0.1); the YOLO output layers are skipped (the "
                                    "Ultralytics head is anchor-free and starts fresh).")
@@ -297,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
     from .edges import DEFAULT_EDGE, EdgeRule
 
-    p = sub.add_parser("count", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="count RBC, WBC and platelets in images, folders and slides")
+    p = sub.add_parser("count", formatter_class=HelpFormatter, help="count RBC, WBC and platelets in images, folders and slides")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files, folders of images, or slides")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--conf", type=conf_spec, default=None,
@@ -312,8 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge", choices=[r.value for r in EdgeRule], default=DEFAULT_EDGE.value,
                    help="cells cut by the image edge: all counts every cell seen (as complete labels annotate them); "
                         "interior only cells clear of the edge; frame the unbiased counting frame (top/left edges "
-                        "count, right/bottom do not), so counts of adjacent fields add up "
-                        f"(default {DEFAULT_EDGE.value})")
+                        "count, right/bottom do not), so counts of adjacent fields add up")
     p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
@@ -326,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .audit import AUDIT_IOU
 
-    p = sub.add_parser("audit", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="propose cells a labelled VOC folder missed, and labels the model does not find")
+    p = sub.add_parser("audit", formatter_class=HelpFormatter, help="propose cells a labelled VOC folder missed, and labels the model does not find")
     p.add_argument("voc", type=Path, metavar="VOCDIR", help="Pascal-VOC folder (Annotations/, JPEGImages/); only read")
     p.add_argument("--out", type=Path, required=True,
                    help="folder for proposals.csv, overlays/ and Annotations/ (labels plus proposals, VOC XML)")
@@ -341,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="choose a confidence threshold per class that minimises count error")
+    p = sub.add_parser("calibrate", formatter_class=HelpFormatter, help="choose a confidence threshold per class that minimises count error")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="val", choices=("val", "train", "test"), help="never test, unless --force")
@@ -352,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("report", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="per-class AP, counting error and timing tables with plots")
+    p = sub.add_parser("report", formatter_class=HelpFormatter, help="per-class AP, counting error and timing tables with plots")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
     p.add_argument("--split", default="test", choices=("test", "val", "train"))
