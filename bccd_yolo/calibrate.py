@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import numpy as np
 
 from .detections import Detections
 from .errors import InputError
-from .fsutil import atomic_write_text
 
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
@@ -51,10 +49,6 @@ def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[
     return Calibration(thresholds, maes, biases)
 
 
-def write_sidecar(path: Path, cal: Calibration, meta: dict) -> None:
-    atomic_write_text(path, json.dumps({"thresholds": cal.thresholds, **meta}, indent=2) + "\n")
-
-
 def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
               device: str | None = None, progress: bool = True, overwrite: bool = False) -> tuple[Path, dict]:
     """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary.
@@ -62,19 +56,20 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     The shipped model's calibration is part of the package: it is replaced only with `overwrite`."""
     import os
 
-    from .detector import DEFAULT_CONF, SHIPPED_WEIGHTS, Detector, thresholds_path
+    from .detector import SHIPPED_WEIGHTS, Detector
     from .evaluate import EVAL_CONF, count_matrix, load_ground_truth, predict_split
-    from .finetune import resolve_data
+    from .thresholds import DEFAULT_CONF, thresholds_path, write_sidecar
+    from .yolo.data import resolve_data
 
     if split == "test" and not force:
-        raise InputError(None, "--split test: calibrating on the test split leaks it into the reported results; "
-                               "use val, or --force if you mean it")
+        raise InputError(None, "test: calibrating on the test split leaks it into the reported results; use val, "
+                               "or {force} if you mean it", option="split")
     sidecar = thresholds_path(weights)
     if Path(weights).resolve() == SHIPPED_WEIGHTS.resolve() and sidecar.is_file() and not overwrite:
-        raise InputError(sidecar, "is the shipped model's calibration; pass --overwrite to replace it, or calibrate "
-                                  "a copy of the weights (the sidecar is written beside them)")
+        raise InputError(sidecar, "is the shipped model's calibration; pass {overwrite} to replace it, or calibrate a "
+                                  "copy of the weights (the sidecar is written beside them)")
     data, info = resolve_data(data)
-    detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
     gts = load_ground_truth(info, split)
     preds = predict_split(detector, gts, progress)
     names = detector.names
@@ -83,7 +78,7 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
-    write_sidecar(sidecar, cal, {"split": split, "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "imgsz": detector.imgsz,
+    write_sidecar(sidecar, cal.thresholds, {"split": split, "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary

@@ -60,17 +60,14 @@ def tile_size(text: str) -> int:
     return value
 
 
-def conf_spec(text: str) -> str:
-    """`0.3` or `RBC=0.5,WBC=0.3`: checked for form and range here, class names once the model is loaded."""
-    items = [text] if "=" not in text else [i.partition("=")[2] for i in text.split(",")]
-    if "=" in text and any(not i.partition("=")[0].strip() for i in text.split(",")):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1] or CLASS=number pairs")
-    for item in items:
-        try:
-            float_in(0, 1)(item)
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"{text}: expected a number in [0, 1] or CLASS=number pairs") from None
-    return text
+def conf_spec(text: str) -> float | dict[str, float]:
+    """`0.3` or `RBC=0.5,WBC=0.3` as a number or per-class numbers; class names are checked once the model loads."""
+    from .thresholds import parse_conf
+
+    try:
+        return parse_conf(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number in [0, 1] or CLASS=number pairs") from None
 
 
 IMGSZ = int_at_least(32, " (network input in pixels; Ultralytics rounds it up to a multiple of 32)")
@@ -148,8 +145,9 @@ def cmd_import_darknet(args: argparse.Namespace) -> int:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    from .counting import count_images, table, write_reports
+    from .counting import count_images
     from .detector import Detector, default_weights
+    from .outputs import table, write_reports
 
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         if path is not None and path.is_dir():
@@ -379,6 +377,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(quiet: bool) -> None:
+    """The library logs and stays silent by default; the command line shows its INFO messages on stdout and
+    warnings on stderr, each as a plain line."""
+    import logging
+
+    log = logging.getLogger("bccd_yolo")
+    for h in list(log.handlers):
+        if getattr(h, "_bccd_cli", False):
+            log.removeHandler(h)
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(lambda r: r.levelno < logging.WARNING)
+    warn = logging.StreamHandler(sys.stderr)
+    warn.setLevel(logging.WARNING)
+    for h, fmt in ((info, "%(message)s"), (warn, "warning: %(message)s")):
+        h.setFormatter(logging.Formatter(fmt))
+        h._bccd_cli = True  # type: ignore[attr-defined]
+        log.addHandler(h)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (timeout, batch schedulers, docker stop), unwound like Ctrl-C so temporary files are removed."""
 
@@ -391,11 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "quiet", False))
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except InputError as e:
-        print(f"bccd-yolo {args.command}: error: {e}", file=sys.stderr)
+        print(f"bccd-yolo {args.command}: error: {e.render(lambda n: '--' + n.replace('_', '-'))}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"bccd-yolo {args.command}: terminated", file=sys.stderr)

@@ -16,6 +16,7 @@ import yaml
 from .errors import InputError
 from .fsutil import check_output_dir, staged_dir
 from .detections import Detections
+from .labels import read_yolo_boxes, yolo_label_lines
 from .matching import match
 from .voc import Box, Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list
 
@@ -47,7 +48,7 @@ class ClassSpec:
                 if alias.strip():
                     class_of[alias.strip()] = name
         if not names or len(set(names)) != len(names):
-            raise InputError(None, f"--classes {text!r}: give distinct class names, e.g. RBC,WBC,Platelets")
+            raise InputError(None, f"{text!r}: give distinct class names, e.g. RBC,WBC,Platelets", option="classes")
         return cls(tuple(names), class_of)
 
     @classmethod
@@ -117,7 +118,8 @@ def plan_splits(
         plan = {s: read_split_list(layout.splits / f"{s}.txt") for s in SPLITS}
     elif split == "random":
         if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
-            raise InputError(None, f"--val-frac {val_frac} and --test-frac {test_frac} must be >= 0 and sum below 1")
+            raise InputError(None, f"validation fraction {val_frac} and test fraction {test_frac} must be >= 0 and sum "
+                                   "below 1", option="val_frac")
         ids = sorted(p.stem for p in layout.annotations.glob("*.xml"))
         if not ids:
             raise InputError(layout.annotations, "no .xml annotations found")
@@ -125,7 +127,7 @@ def plan_splits(
         n_val, n_test = round(len(ids) * val_frac), round(len(ids) * test_frac)
         plan = {"train": sorted(ids[n_val + n_test :]), "val": sorted(ids[:n_val]), "test": sorted(ids[n_val : n_val + n_test])}
     else:
-        raise InputError(None, f"--split {split!r}: choose official or random")
+        raise InputError(None, f"{split!r}: choose official or random", option="split")
     seen: dict[str, str] = {}
     for s, ids in plan.items():
         for image_id in ids:
@@ -133,16 +135,6 @@ def plan_splits(
                 raise InputError(layout.splits / f"{s}.txt", f"image {image_id} is also listed in {seen[image_id]}")
             seen[image_id] = s
     return plan
-
-
-def yolo_label_lines(ann: ImageAnnotation, names: tuple[str, ...]) -> list[str]:
-    """`class cx cy w h`, normalised to the image size, 6 decimals."""
-    index = {n: i for i, n in enumerate(names)}
-    w, h = ann.width, ann.height
-    return [
-        f"{index[b.name]} {(b.x1 + b.x2) / 2 / w:.6f} {(b.y1 + b.y2) / 2 / h:.6f} {b.width / w:.6f} {b.height / h:.6f}"
-        for b in ann.boxes
-    ]
 
 
 def data_yaml_text(names: tuple[str, ...], labels: LabelDiff | None = None) -> str:
@@ -168,23 +160,6 @@ def _as_detections(boxes: list[Box], names: tuple[str, ...]) -> Detections:
     index = {n: i for i, n in enumerate(names)}
     xyxy = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float32).reshape(-1, 4)
     return Detections(xyxy, np.ones(len(boxes), np.float32), np.array([index[b.name] for b in boxes], np.int64))
-
-
-def read_yolo_boxes(path: Path, names: tuple[str, ...], width: int, height: int) -> list[Box]:
-    """YOLO `class cx cy w h` rows (normalised; class indices in `names` order) as pixel boxes."""
-    boxes = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            c, cx, cy, w, h = line.split()[:5]
-            k, x, y, bw, bh = int(c), float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
-        except ValueError:
-            raise InputError(path, f"line {n}: expected 'class cx cy w h', found {line.strip()!r}") from None
-        if not 0 <= k < len(names):
-            raise InputError(path, f"line {n}: class {k} outside 0..{len(names) - 1} ({', '.join(names)})")
-        boxes.append(Box(names[k], max(0.0, x - bw / 2), max(0.0, y - bh / 2), min(width, x + bw / 2), min(height, y + bh / 2)))
-    return boxes
 
 
 class OtherLabels:
@@ -246,9 +221,9 @@ def convert(
     the photo; photos it lacks are left out (`unlabelled="drop"`) or keep their own labels ("own").
     """
     if images not in IMAGE_MODES:
-        raise InputError(None, f"--images {images!r}: choose one of {', '.join(IMAGE_MODES)}")
+        raise InputError(None, f"{images!r}: choose one of {', '.join(IMAGE_MODES)}", option="images")
     if unlabelled not in UNLABELLED:
-        raise InputError(None, f"unlabelled={unlabelled!r}: choose one of {', '.join(UNLABELLED)}")
+        raise InputError(None, f"{unlabelled!r}: choose one of {', '.join(UNLABELLED)}", option="unlabelled")
     layout = VocLayout.find(Path(source))
     inputs = [layout.root, Path(source), annotations]
     check_output_dir(Path(out), overwrite, inputs)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +11,7 @@ from tqdm import tqdm
 from .detections import Detections
 from .edges import DEFAULT_EDGE, EdgeRule, apply_edge_rule
 from .errors import InputError
-from .fsutil import atomic_write_text, owned_entries, record_outputs
+from .fsutil import owned_entries, record_outputs
 from .images import ImageSource, list_images, open_image
 from .overlay import write_photo_overlay, write_slide_overlay
 from .tiling import merge_tiles, suppress_nested, tile_grid
@@ -42,12 +39,6 @@ class ImageCount:
     @property
     def counts(self) -> dict[str, int]:
         return dict(zip(self.names, map(int, self.detections.counts(len(self.names)))))
-
-
-def ratios(counts: dict[str, int], names: list[str]) -> dict[str, float | None]:
-    """Every other class per 1,000 of the model's first class (BCCD: WBC and platelets per 1,000 RBC)."""
-    ref = names[0]
-    return {f"{n}_per_1000_{ref}": (round(1000 * counts[n] / counts[ref], 2) if counts[ref] else None) for n in names[1:]}
 
 
 def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
@@ -114,66 +105,3 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
         finally:
             src.close()
     return results, errors
-
-
-def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
-    return {n: sum(r.counts[n] for r in results) for n in names}
-
-
-def to_json(results: list[ImageCount], detector: Detector, errors: list[InputError]) -> dict:
-    names = detector.names
-    total = totals(results, names)
-    return {
-        "model": str(detector.weights),
-        "backend": detector.backend,
-        "thresholds": detector.thresholds.by_class,
-        "thresholds_source": detector.thresholds.source,
-        "edge_rule": results[0].edge if results else DEFAULT_EDGE.value,
-        "images": [
-            {
-                "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles,
-                "counts": r.counts, "ratios": ratios(r.counts, names), "overlay": r.overlay,
-                "detections": [
-                    {"class": names[c], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                    for b, s, c in zip(r.detections.xyxy, r.detections.score, r.detections.cls)
-                ],
-            }
-            for r in results
-        ],
-        "total": total,
-        "total_ratios": ratios(total, names),
-        "errors": [{"path": e.path, "error": e.problem} for e in errors],
-    }
-
-
-def to_csv(results: list[ImageCount], detector: Detector) -> str:
-    names = detector.names
-    buf = io.StringIO()
-    ratio_keys = list(ratios({n: 0 for n in names}, names))
-    thr = ";".join(f"{n}={v:g}" for n, v in detector.thresholds.by_class.items())
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "width", "height", *names, *ratio_keys, "thresholds", "edge_rule"])
-    for r in results:
-        rt = ratios(r.counts, names)
-        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names),
-                    *("" if rt[k] is None else rt[k] for k in ratio_keys), thr, r.edge])
-    return buf.getvalue()
-
-
-def table(results: list[ImageCount], names: list[str]) -> str:
-    ratio_keys = list(ratios({n: 0 for n in names}, names))
-    heads = ["image", *names, *(k.replace("_per_1000_", "/1000 ") for k in ratio_keys)]
-    rows = []
-    for label, counts in [*((Path(r.path).name, r.counts) for r in results), ("TOTAL", totals(results, names))]:
-        rt = ratios(counts, names)
-        rows.append([label, *(str(counts[n]) for n in names), *("-" if rt[k] is None else f"{rt[k]:.1f}" for k in ratio_keys)])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([fmt(heads), *(fmt(r) for r in rows)])
-
-
-def write_reports(results, detector, errors, json_path: Path | None, csv_path: Path | None) -> None:
-    if json_path:
-        atomic_write_text(json_path, json.dumps(to_json(results, detector, errors), indent=1) + "\n")
-    if csv_path:
-        atomic_write_text(csv_path, to_csv(results, detector))

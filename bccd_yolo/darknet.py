@@ -206,5 +206,5 @@ def find_cfg(weights: Path, cfg: Path | None = None) -> Path:
         return Path(cfg)
     beside = Path(weights).with_suffix(".cfg")
     if not beside.is_file():
-        raise InputError(weights, f"no {beside.name} beside it: pass the darknet cfg with --cfg")
+        raise InputError(weights, f"no {beside.name} beside it: pass the darknet cfg with {{cfg}}")
     return beside

@@ -50,7 +50,7 @@ def fetch_bccd(datasets_dir: Path, url: str | None = None) -> Path:
     url = url or os.getenv("BCCD_YOLO_DATASET_URL", BCCD_ARCHIVE_URL)
     datasets_dir = Path(datasets_dir)
     target = datasets_dir / "BCCD_Dataset"
-    archive = fetch(url, datasets_dir / "BCCD_Dataset.zip", hint="pass --source DIR with a BCCD_Dataset checkout")
+    archive = fetch(url, datasets_dir / "BCCD_Dataset.zip", hint="pass {source} DIR with a BCCD_Dataset checkout")
     try:
         with tempfile.TemporaryDirectory(dir=datasets_dir) as tmp:
             with zipfile.ZipFile(archive) as z:
@@ -71,7 +71,7 @@ def fetch_ultralytics_weights(name: str, dest_dir: Path) -> Path:
     dest = Path(dest_dir) / name
     if dest.is_file():
         return dest
-    return fetch(f"{ULTRALYTICS_ASSETS_URL}/{name}", dest, hint="pass --weights PT, or --scratch to train from random init")
+    return fetch(f"{ULTRALYTICS_ASSETS_URL}/{name}", dest, hint="pass {weights} PT, or {scratch} to train from random init")
 
 
 DARKNET_URL = "https://pjreddie.com/media/files"
@@ -114,7 +114,7 @@ def fetch_darknet_weights(name: str, dest_dir: Path, url: str | None = None) -> 
         try:
             read_weights(tmp, parse_cfg(cfg_dest))  # exact size and layout, or a one-line error
         except InputError as e:
-            raise InputError(source, e.problem) from None
+            raise InputError(source, e.template) from None
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .detections import Detections
-from .errors import InputError
+from .labels import read_yolo_detections
+from .matching import iou_matrix
 
 EVAL_CONF = 0.001  # keep nearly every box: AP needs the whole ranking, counts re-threshold per class
 
@@ -24,41 +25,16 @@ class GroundTruth:
     boxes: Detections  # score 1.0
 
 
-def split_images(info: dict, split: str) -> list[Path]:
-    """Image files of a split as Ultralytics resolves them (a folder, a list file, or a list)."""
-    from ultralytics.data.utils import IMG_FORMATS
-
-    if split not in info or not info[split]:
-        raise InputError(info.get("yaml_file"), f"data YAML has no {split!r} split")
-    entries = info[split] if isinstance(info[split], list) else [info[split]]
-    files: list[Path] = []
-    for entry in map(Path, entries):
-        if entry.is_dir():
-            files += sorted(p for p in entry.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
-        elif entry.suffix == ".txt" and entry.is_file():
-            files += [(entry.parent / line.strip()).resolve() for line in entry.read_text().splitlines() if line.strip()]
-        else:
-            raise InputError(entry, f"{split} split not found")
-    if not files:
-        raise InputError(entries[0], f"{split} split holds no images")
-    return files
-
-
 def load_ground_truth(info: dict, split: str) -> list[GroundTruth]:
     """YOLO labels of a split, de-normalised to pixels."""
-    from PIL import Image
-    from ultralytics.data.utils import img2label_paths
+    from .images import read_image_size
+    from .yolo.data import label_paths, split_images
 
     images = split_images(info, split)
     out = []
-    for image, label in zip(images, img2label_paths([str(p) for p in images])):
-        with Image.open(image) as im:
-            w, h = im.size
-        rows = np.loadtxt(label, ndmin=2) if Path(label).is_file() and Path(label).stat().st_size else np.zeros((0, 5))
-        c, cx, cy, bw, bh = rows.T if len(rows) else (np.zeros(0),) * 5
-        xyxy = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
-        out.append(GroundTruth(image, w, h, Detections(xyxy.astype(np.float32), np.ones(len(rows), np.float32),
-                                                       c.astype(np.int64))))
+    for image, label in zip(images, label_paths(images)):
+        w, h = read_image_size(image)
+        out.append(GroundTruth(image, w, h, read_yolo_detections(label, w, h)))
     return out
 
 
@@ -114,8 +90,14 @@ def predict_split(detector, gts: list[GroundTruth], progress: bool = True) -> li
     from .counting import detect_image
     from .images import open_image
 
-    return [detect_image(open_image(g.path), detector, tile=0, progress=False)[0]
-            for g in tqdm(gts, desc="predicting", unit="img", disable=not progress)]
+    out = []
+    for g in tqdm(gts, desc="predicting", unit="img", disable=not progress):
+        src = open_image(g.path)
+        try:
+            out.append(detect_image(src, detector, tile=0, progress=False)[0])
+        finally:
+            src.close()
+    return out
 
 
 def unannotated_share(gts: list[GroundTruth], preds: list[Detections], thresholds: dict[str, float],
@@ -125,9 +107,6 @@ def unannotated_share(gts: list[GroundTruth], preds: list[Detections], threshold
     On BCCD most of these are real but unlabelled cells (see the report's worst-image overlays),
     which puts a floor under the RBC count error measured against the annotations.
     """
-    from ultralytics.utils.metrics import box_iou
-    import torch
-
     limits = [thresholds[n] for n in names]
     kept = np.zeros(len(names))
     lone = np.zeros(len(names))
@@ -137,7 +116,7 @@ def unannotated_share(gts: list[GroundTruth], preds: list[Detections], threshold
             pk, gk = p.xyxy[p.cls == k], g.boxes.xyxy[g.boxes.cls == k]
             kept[k] += len(pk)
             if len(pk) and len(gk):
-                best = box_iou(torch.from_numpy(pk), torch.from_numpy(gk)).max(1).values.numpy()
+                best = iou_matrix(pk, gk).max(1)
                 lone[k] += int((best < iou).sum())
             else:
                 lone[k] += len(pk)

@@ -1,21 +1,24 @@
-"""Stage plan -> Ultralytics training run -> weights and timing.json."""
+"""Stage plan -> Ultralytics training run -> weights and timing.json.
+
+The plan is plain data; Ultralytics is reached only through `bccd_yolo.yolo` (models, data, train).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from . import yolo_env
 from .errors import InputError
 from .fsutil import atomic_write_text
-from .stages import (
-    PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, load_model_yaml, model_parts_from_yaml, model_yaml_file,
-)
+from .stages import PARTS, STAGES, ModelParts, Stage, freeze_names, frozen_indices, model_parts_from_yaml
+
+LOGGER = logging.getLogger(__name__)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # A stage-3 or scratch run on BCCD that finishes in minutes on a laptop CPU.
@@ -52,7 +55,7 @@ class FinetuneRequest:
 
     def filled(self) -> "FinetuneRequest":
         if self.profile and self.profile not in PROFILES:
-            raise InputError(None, f"--profile {self.profile}: unknown; choose one of {', '.join(PROFILES)}")
+            raise InputError(None, f"{self.profile}: unknown; choose one of {', '.join(PROFILES)}", option="profile")
         base = {**DEFAULTS, **PROFILES.get(self.profile or "", {})}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else base[k]) for k in base}
         workers = self.workers if self.workers is not None else default_workers()
@@ -104,62 +107,6 @@ def _ranges(indices: list[int]) -> str:
     return ",".join(out)
 
 
-def resolve_data(data: str) -> tuple[str, dict]:
-    """Check a data YAML the way Ultralytics will load it; offline, a missing dataset is an error, not a download."""
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import ONLINE
-
-    path = Path(data)
-    if path.suffix not in {".yaml", ".yml"}:
-        raise InputError(data, "data must be a .yaml file (e.g. datasets/bccd/data.yaml from bccd-yolo convert)")
-    if path.exists():
-        data = str(path.resolve())
-    elif len(path.parts) > 1:
-        raise InputError(data, "data YAML not found (run bccd-yolo convert first, or pass --data)")
-    try:
-        info = check_det_dataset(data, autodownload=ONLINE)
-    except (FileNotFoundError, SyntaxError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = "" if ONLINE else " (offline: Ultralytics cannot download it; pass --data)"
-        raise InputError(data, f"invalid or missing dataset: {first}{hint}") from None
-    return data, info
-
-
-def load_checkpoint_model(path: str):
-    """The model inside an Ultralytics checkpoint, or a clear error."""
-    from ultralytics.nn.tasks import load_checkpoint
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(path, "weights file not found")
-    try:
-        model, _ = load_checkpoint(str(p))
-    except TypeError as e:
-        if "references types outside" not in str(e):
-            raise InputError(path, "not an Ultralytics checkpoint (empty, truncated or corrupted)") from None
-        raise InputError(path, f"refused: loading it would build {', '.join(unsafe_globals(p)) or 'objects'}, outside "
-                               "Ultralytics' checkpoint classes (set BCCD_YOLO_ALLOW_PICKLE=1 only for files you trust: "
-                               "a full pickle can run any command)") from None
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise InputError(path, f"not an Ultralytics checkpoint ({type(e).__name__})") from None
-    if not hasattr(model, "state_dict") or not hasattr(model, "yaml"):
-        raise InputError(path, "not an Ultralytics detection checkpoint")
-    return model
-
-
-def unsafe_globals(path: Path) -> list[str]:
-    """The classes and functions a checkpoint's pickle names that the weights-only allow-list does not hold."""
-    import torch
-    from ultralytics.nn.tasks import _SafeLoad
-
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # not a zip checkpoint at all
-        return []
-    allowed = _SafeLoad._registry or {}
-    return sorted(g for g in found if g not in allowed)
-
-
 def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
     """--weights, else the previous stage's best.pt, else (stage 3) Ultralytics' COCO-pretrained weights."""
     if req.weights:
@@ -167,7 +114,7 @@ def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
     if stage.key in {"1", "scratch"}:
         return None
     if stage.key == "full":
-        raise InputError(None, "--stage full trains everything from pretrained weights: pass --weights")
+        raise InputError(None, "stage full trains everything from pretrained weights: pass {weights}")
     previous = Path(req.project) / STAGES[str(int(stage.key) - 1)].run_name / "weights" / "best.pt"
     if previous.is_file():
         return str(previous)
@@ -175,56 +122,48 @@ def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
         from .download import cache_dir, fetch_ultralytics_weights
 
         name = f"{Path(req.model).stem}u.pt"
-        print(f"{previous} not found: starting stage 3 from COCO-pretrained {name}")
+        LOGGER.info("%s not found: starting stage 3 from COCO-pretrained %s", previous, name)
         try:
             return str(fetch_ultralytics_weights(name, cache_dir() / "weights"))
         except InputError as e:
-            raise InputError(None, f"no weights to start stage 3 from: {previous} is missing and {e}") from None
-    raise InputError(previous, f"previous stage's weights not found; run --stage {int(stage.key) - 1} first or pass --weights")
+            raise InputError(None, f"no weights to start stage 3 from: {previous} is missing and {e.path}: {e.template}") from None
+    raise InputError(previous, f"previous stage's weights not found; run stage {int(stage.key) - 1} first or pass "
+                               "{weights}")
 
 
 def plan_run(req: FinetuneRequest) -> RunPlan:
     """Resolve data, weights and the freeze list, without creating any run folder."""
-    from ultralytics.nn.tasks import DetectionModel
+    from .yolo.data import resolve_data
+    from .yolo.models import load_model_yaml, transfer_report
 
+    assert req.model is not None
     stage = STAGES[req.stage]
     cfg = load_model_yaml(req.model)
     parts = model_parts_from_yaml(req.model, cfg)
     data, info = resolve_data(req.data or stage.default_data)
     weights = starting_weights(req, stage)
-
-    target = DetectionModel(cfg, nc=info["nc"], verbose=False)
-    target_state = target.state_dict()
-    notes: list[str] = []
-    fresh: set[str] = set()
-    transferred = None
-    if weights:
-        ckpt_model = load_checkpoint_model(weights)
-        if [ckpt_model.yaml.get(k) for k in ("backbone", "head", "activation")] != [cfg.get(k) for k in ("backbone", "head", "activation")]:
-            other = Path(ckpt_model.yaml.get("yaml_file", "another model")).stem
-            raise InputError(weights, f"holds a {other} model, not {req.model}; pass --model to match it")
-        source = ckpt_model.float().state_dict()
-        matching = {k for k, v in target_state.items() if k in source and source[k].shape == v.shape}
-        transferred = len(matching)
-        fresh = {k for k, v in target.named_parameters() if k not in matching}
     frozen = frozen_indices(parts, stage)
+    found = transfer_report(cfg, info["nc"], weights, frozen)
+    fresh: set[str] = found["fresh"]
     fresh_in_frozen = sorted(k for k in fresh if int(k.split(".")[1]) in frozen)
-    modules = {str(i): [n[len("model."):] for n, _ in target.model[i].named_modules(prefix=f"model.{i}")] for i in frozen}
-    freeze = freeze_names(modules, frozen, set(fresh_in_frozen)) if weights else list(frozen)
+    freeze = freeze_names(found["modules"], frozen, set(fresh_in_frozen)) if weights else list(frozen)
+    notes: list[str] = []
     if fresh_in_frozen:
         notes.append(
             f"{len(fresh_in_frozen)} tensors of frozen layers could not be loaded (class count changes to {info['nc']}): "
             f"{', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh_in_frozen}))} are trained, the rest of those layers stays frozen"
         )
-    frozen_params = sum(p.numel() for k, p in target.named_parameters() if _is_frozen(k, freeze))
-    total = sum(p.numel() for p in target.parameters())
-    return RunPlan(stage, parts, data, info, weights, transferred, len(target_state), fresh_in_frozen, freeze,
+    params: dict[str, tuple[int, bool]] = found["params"]
+    frozen_params = sum(n for k, (n, grad) in params.items() if not grad or is_frozen(k, freeze))
+    total = sum(n for n, _ in params.values())
+    return RunPlan(stage, parts, data, info, weights, found["transferred"], found["total_tensors"], fresh_in_frozen, freeze,
                    total - frozen_params, frozen_params, notes)
 
 
-def _is_frozen(name: str, freeze: list) -> bool:
-    """Ultralytics' own rule: substring match on `model.<entry>.`, plus the always-frozen DFL."""
-    return any(f"model.{x}." in name for x in freeze) or ".dfl" in name
+def is_frozen(name: str, freeze: list[int | str]) -> bool:
+    """Whether the parameter `name` lies in a frozen entry (a layer index or a submodule path), by prefix.
+    timing.json records the trainer's own count beside the plan's."""
+    return any(name.startswith(f"model.{x}.") for x in freeze)
 
 
 def _train_args(req: FinetuneRequest, plan: RunPlan) -> dict[str, Any]:
@@ -238,31 +177,13 @@ def _train_args(req: FinetuneRequest, plan: RunPlan) -> dict[str, Any]:
     return {**args, **req.overrides}
 
 
-def check_overrides(overrides: dict[str, Any]) -> None:
-    """Reject Ultralytics arguments it would not accept (unknown keys, wrong types or ranges), through
-    Ultralytics' own config checks, before any run folder exists."""
-    import difflib
-
-    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
-
-    for key in overrides:  # checked here: Ultralytics' own check prints its whole CLI help first
-        if key not in DEFAULT_CFG_DICT:
-            near = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT), n=3)
-            raise InputError(None, f"unknown Ultralytics train argument {key!r}"
-                                   + (f" (did you mean {', '.join(near)}?)" if near else ""))
-    try:
-        get_cfg(DEFAULT_CFG_DICT, dict(overrides))
-    except (TypeError, ValueError) as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise InputError(None, f"Ultralytics train argument: {first}") from None
-
-
-def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> dict[str, Any]:
+def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]] | None = None) -> dict[str, Any]:
     """Run one stage; returns the timing record also written to <project>/<name>/timing.json.
 
     `callbacks` are extra Ultralytics callbacks, {event: function(trainer)}.
     """
-    from ultralytics import YOLO
+    from .yolo.models import checkpoint_finished, load_checkpoint_model, model_yaml_file
+    from .yolo.train import check_overrides, train
 
     check_overrides(req.overrides)
     darknet = None
@@ -270,51 +191,42 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Any] | None = None) -> d
         from .download import cache_dir, resolve_darknet_weights
         from .yolo.darknet import import_to_cache
 
-        pt, imported = import_to_cache(resolve_darknet_weights(req.weights), Path(req.cfg) if req.cfg else None, cache_dir() / "darknet")
-        print(imported.describe())
+        pt, imported = import_to_cache(resolve_darknet_weights(req.weights), Path(req.cfg) if req.cfg else None,
+                                       cache_dir() / "darknet")
+        LOGGER.info(imported.describe())
         darknet = imported.provenance()
         req = replace(req, weights=str(pt), model=req.model or imported.variant)
     req = req.filled()
+    assert req.name is not None and req.model is not None
     run_dir = Path(req.project) / req.name
+    plan: RunPlan | None = None
     if req.resume:
         last = run_dir / "weights" / "last.pt"
         if not last.is_file():
             raise InputError(last, "nothing to resume (no last.pt in this run)")
-        load_checkpoint_model(str(last))
-        if run_finished(last):
+        load_checkpoint_model(last)
+        if checkpoint_finished(last):
             raise InputError(run_dir, "this run is finished (its last.pt holds no optimiser state): nothing to resume")
-        model, plan, args = YOLO(str(last)), None, {"resume": True}
-        print(f"Resuming {run_dir}")
+        model_file, args = str(last), {"resume": True}
+        LOGGER.info("Resuming %s", run_dir)
     else:
         plan = plan_run(req)
-        print(plan.describe())
-        model, args = YOLO(model_yaml_file(req.model)), _train_args(req, plan)
-    n_images: dict[str, int] = {}
-    model.add_callback("on_pretrain_routine_start", yolo_env.use_all_cpu_threads)
-    model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
-    model.add_callback("on_train_start", lambda t: n_images.setdefault("train", len(t.train_loader.dataset)))
-    if plan:
-        model.add_callback("on_train_start", lambda t: [print(f"note: {n}") for n in plan.notes])
-    for event, fn in (callbacks or {}).items():
-        model.add_callback(event, fn)
+        LOGGER.info(plan.describe())
+        model_file, args = model_yaml_file(req.model), _train_args(req, plan)
+    hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
+    if plan and plan.notes:
+        notes = plan.notes
+        hooks.setdefault("on_train_start", []).append(lambda _t: [LOGGER.info("note: %s", n) for n in notes])
     start_segment(run_dir, req.resume)
     start = time.perf_counter()
-    model.train(**args)
+    save_dir, seen = train(model_file, args, hooks)
     wall = time.perf_counter() - start
-    save_dir = Path(model.trainer.save_dir)
-    record = timing_record(req, plan, save_dir, wall, n_images.get("train"), darknet)
+    record = timing_record(req, plan, save_dir, wall, seen, darknet)
     atomic_write_text(save_dir / "timing.json", json.dumps(record, indent=2) + "\n")
     _append_csv(Path(req.project) / "timing.csv", record)
-    print(f"timing: {record['wall_seconds']:.1f} s total, {record['seconds_per_epoch']:.1f} s/epoch -> {save_dir / 'timing.json'}")
+    LOGGER.info("timing: %.1f s total, %.1f s/epoch -> %s", record["wall_seconds"], record["seconds_per_epoch"],
+                save_dir / "timing.json")
     return record
-
-
-def run_finished(last: Path) -> bool:
-    """Ultralytics strips the optimiser from last.pt when a run ends; a killed run's last.pt still has it."""
-    from ultralytics.nn.tasks import torch_safe_load
-
-    ckpt, _ = torch_safe_load(str(last))
-    return ckpt.get("optimizer") is None
 
 
 SEGMENTS = "segments.json"  # epochs already in results.csv when each training segment (first run, resumes) began
@@ -335,10 +247,13 @@ def training_seconds(times: list[float], starts: list[int]) -> float:
     return sum(times[e] for e in ends)
 
 
-def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, n_train: int | None,
+def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wall: float, seen: dict[str, int],
                   darknet: dict | None = None) -> dict:
     """What a run cost, from the wall clock and Ultralytics' results.csv (seconds since training start per epoch)."""
+    from .yolo.train import device_name
+
     rows = list(csv.DictReader((save_dir / "results.csv").open())) if (save_dir / "results.csv").is_file() else []
+    n_train = seen.get("train_images")
     epochs = len(rows)
     starts = json.loads((save_dir / SEGMENTS).read_text()) if (save_dir / SEGMENTS).is_file() else [0]
     train_seconds = training_seconds([float(r["time"]) for r in rows], starts) if rows else wall
@@ -349,14 +264,15 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "imgsz": req.imgsz,
         "epochs": epochs,
         "batch": req.batch,
-        "device": req.device or _device_name(),
+        "device": req.device or device_name(),
         "wall_seconds": round(wall, 3),
         "train_seconds": round(train_seconds, 3),
         "seconds_per_epoch": round(train_seconds / max(1, epochs), 3),
         "train_images": n_train,
         "images_per_second": round(n_train * epochs / train_seconds, 3) if n_train and train_seconds else None,
-        "trainable_params": plan.trainable_params if plan else None,
-        "frozen_params": plan.frozen_params if plan else None,
+        "trainable_params": seen.get("trainable_params"),
+        "frozen_params": seen.get("frozen_params"),
+        "planned_trainable_params": plan.trainable_params if plan else None,
         "weights": plan.weights if plan else "resumed",
         "transferred_tensors": plan.transferred if plan else None,
         "freeze": [str(x) for x in plan.freeze] if plan else None,
@@ -364,16 +280,6 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "resumed": req.resume,
         "darknet": darknet,
     }
-
-
-def _device_name() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def _append_csv(path: Path, record: dict) -> None:
@@ -388,12 +294,12 @@ def _append_csv(path: Path, record: dict) -> None:
 
 def describe_stages(model: str) -> str:
     """`bccd-yolo stages`: indices and parameter counts per part, and what each stage trains."""
-    from ultralytics.nn.tasks import DetectionModel
+    from .yolo.models import build_model, layer_params, load_model_yaml
 
     cfg = load_model_yaml(model)
     parts = model_parts_from_yaml(model, cfg)
-    net = DetectionModel(cfg, verbose=False)
-    count = {p: sum(sum(q.numel() for q in net.model[i].parameters()) for i in getattr(parts, p)) for p in PARTS}
+    net = build_model(cfg)
+    count = {p: sum(layer_params(net, i) for i in getattr(parts, p)) for p in PARTS}
     total = sum(count.values())
     lines = [f"{model}: {total:,} parameters"]
     for p in PARTS:

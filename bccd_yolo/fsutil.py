@@ -54,7 +54,7 @@ def check_output_dir(dest: Path, overwrite: bool = False, inputs: Iterable[Path 
             raise InputError(dest, f"output folder overlaps the input {item}; choose a folder outside it")
     if dest.is_dir() and any(dest.iterdir()) and owned_entries(dest) is None and not overwrite:
         raise InputError(dest, "folder holds files bccd-yolo did not write; choose a new or empty folder, "
-                               "or pass --overwrite to replace only this command's outputs in it")
+                               "or pass {overwrite} to replace only this command's outputs in it")
 
 
 @contextmanager

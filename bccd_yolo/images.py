@@ -19,6 +19,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 OPENSLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 SUPPORTED_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
+IMAGE_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES  # what VOC folders and dataset splits hold
 
 Image.MAX_IMAGE_PIXELS = None  # sizes are checked in open_image: large photos go through libvips, not Pillow
 PHOTO_PIXEL_LIMIT = 40_000_000  # PNG/JPEG/BMP decoded whole up to this (120 MB as RGB); larger ones through libvips
@@ -33,6 +34,23 @@ class ImageSource(Protocol):
         """RGB uint8 array (h, w, 3) of the region; the region lies inside the image."""
 
     def close(self) -> None: ...
+
+
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what Pillow raises for a bad file
+
+
+def corrupt(path: Path, error: BaseException) -> InputError:
+    return InputError(path, f"unreadable or corrupt image ({error})")
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """Decode the image fully (catches truncated files) and return (width, height)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size
+    except DECODE_ERRORS as e:
+        raise corrupt(path, e) from None
 
 
 def to_rgb8(a: np.ndarray) -> np.ndarray:
@@ -228,8 +246,8 @@ def open_image(path: Path) -> ImageSource:
                 return _open_vips(path, im.size)
             im.load()
             return PhotoSource(path, pil_to_rgb8(im, path))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(path, f"unreadable or corrupt image ({e})") from None
+    except DECODE_ERRORS as e:
+        raise corrupt(path, e) from None
 
 
 def list_images(paths: list[Path]) -> list[Path]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +16,9 @@ import pandas as pd
 from .errors import InputError
 from .fsutil import check_output_dir, staged_dir
 
+LOGGER = logging.getLogger(__name__)
+
 PLOTS_FROM_VAL = {"BoxPR_curve.png": "Precision-recall curves", "confusion_matrix.png": "Confusion matrix"}
-
-
-def per_class_ap(metrics, names: list[str]) -> pd.DataFrame:
-    """Ultralytics DetMetrics as rows per class plus `all`."""
-    rows = []
-    index = {int(c): i for i, c in enumerate(metrics.ap_class_index)}
-    for k, n in enumerate(names):
-        i = index.get(k)
-        p, r, ap50, ap = (metrics.class_result(i) if i is not None else (0.0, 0.0, 0.0, 0.0))
-        rows.append({"class": n, "ap50": ap50, "ap50_95": ap, "precision": p, "recall": r,
-                     "instances": int(metrics.nt_per_class[k])})
-    mp, mr, map50, mapall = metrics.mean_results()
-    rows.append({"class": "all", "ap50": map50, "ap50_95": mapall, "precision": mp, "recall": mr,
-                 "instances": int(np.sum(metrics.nt_per_class))})
-    return pd.DataFrame(rows).round(4)
 
 
 def load_timings(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -96,11 +83,18 @@ def scratch_vs_transfer(timing: pd.DataFrame, run_dirs: dict[str, Path] | None =
     return pd.DataFrame(out).round(4)
 
 
-def _plot_scatter(true: np.ndarray, pred: np.ndarray, names: list[str], path: Path) -> None:
+def _pyplot():
+    """pyplot on the Agg backend: plots are files, and a machine without a display must draw them too."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_scatter(true: np.ndarray, pred: np.ndarray, names: list[str], path: Path) -> None:
+    plt = _pyplot()
 
     from .overlay import colour
 
@@ -116,7 +110,7 @@ def _plot_scatter(true: np.ndarray, pred: np.ndarray, names: list[str], path: Pa
 
 
 def _plot_threshold_curves(curves: dict[str, tuple], names: list[str], marks: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     from .calibrate import GRID, grid_index
     from .overlay import colour
@@ -136,7 +130,7 @@ def _plot_threshold_curves(curves: dict[str, tuple], names: list[str], marks: di
 
 
 def _plot_timing(timing: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(timing)))
     ax.barh(timing["run"].astype(str), timing["wall_seconds"] / 3600, color="#4477aa")
@@ -250,20 +244,19 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
     `also`: data YAMLs of other label sets for (some of) the same photos, e.g. complete labels; AP and count
     error against each are reported beside those against `data`.
     """
-    from ultralytics import YOLO
-
-    from . import yolo_env
     from .calibrate import count_curves
-    from .detector import DEFAULT_CONF, Detector, Thresholds
+    from .detector import Detector
     from .evaluate import (EVAL_CONF, coco_ground_truth, coco_predictions, count_errors, count_matrix, counts_at,
                            load_ground_truth, predict_split, unannotated_share)
-    from .finetune import resolve_data
+    from .thresholds import DEFAULT_CONF, Thresholds
+    from .yolo.data import resolve_data
+    from .yolo.validate import validate
 
     inputs = [Path(weights), *run_dirs, Path(data).parent, *(Path(a).parent for a in also or [])]
     check_output_dir(Path(out), overwrite, inputs)
     data, info = resolve_data(data)
     gts = load_ground_truth(info, split)
-    detector = Detector(weights, imgsz=imgsz, conf=str(EVAL_CONF), device=device)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
     names = detector.names
     if [info["names"][i] for i in range(len(info["names"]))] != names:
         raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
@@ -277,16 +270,11 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
         extra.append((other_data, load_ground_truth(other_info, split)))
     timing, skipped = load_timings(run_dirs)
     for s in skipped:
-        print(f"warning: {s}", file=sys.stderr)
+        LOGGER.warning(s)
 
     with staged_dir(out, overwrite, inputs) as tmp:
         preds = predict_split(detector, gts, progress)
-        model = YOLO(str(weights))
-        model.add_callback("on_val_start", yolo_env.use_all_cpu_threads)
-        metrics = model.val(data=data, split=split, imgsz=detector.imgsz, batch=batch, conf=EVAL_CONF, iou=detector.iou,
-                            plots=True, save_json=False, project=str(tmp.resolve()), name="val", exist_ok=True, verbose=False,
-                            workers=0, **({"device": device} if device else {}))
-        ap = per_class_ap(metrics, names)
+        ap = validate(Path(weights), data, split, names, detector.imgsz, EVAL_CONF, detector.iou, tmp, "val", batch, device)
         ap.to_csv(tmp / "per_class_ap.csv", index=False)
         label_sets = pd.DataFrame()
         if extra:
@@ -295,12 +283,10 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             for k, (other_data, other_gts) in enumerate(extra):
                 missing = [g for g in other_gts if g.path.name not in by_image]
                 by_image.update(zip((g.path.name for g in missing), predict_split(detector, missing, progress)))
-                other_metrics = model.val(data=other_data, split=split, imgsz=detector.imgsz, batch=batch, conf=EVAL_CONF,
-                                          iou=detector.iou, plots=False, save_json=False, project=str(tmp.resolve()),
-                                          name=f"val_also{k}", exist_ok=True, verbose=False, workers=0,
-                                          **({"device": device} if device else {}))
+                other_ap = validate(Path(weights), other_data, split, names, detector.imgsz, EVAL_CONF, detector.iou, tmp,
+                                    f"val_also{k}", batch, device, plots=False)
                 shutil.rmtree(tmp / f"val_also{k}", ignore_errors=True)
-                sets.append((Path(other_data).parent.name, other_gts, per_class_ap(other_metrics, names)))
+                sets.append((Path(other_data).parent.name, other_gts, other_ap))
             label_sets = label_sets_table(sets, by_image, used.by_class, names)
             label_sets.to_csv(tmp / "label_sets.csv", index=False)
         (tmp / "ground_truth.json").write_text(json.dumps(coco_ground_truth(gts, names)) + "\n")

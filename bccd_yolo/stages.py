@@ -29,9 +29,6 @@ class ModelParts:
     def indices(self, parts: tuple[str, ...]) -> tuple[int, ...]:
         return tuple(sorted(i for p in parts for i in getattr(self, p)))
 
-    def part_of(self, index: int) -> str:
-        return next(p for p in PARTS if index in getattr(self, p))
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -83,53 +80,11 @@ def darknet_variant(cfg: dict) -> dict:
     return out
 
 
-def model_yaml_file(model: str) -> str:
-    """What `YOLO(...)` builds `model` from: Ultralytics' name, the user's YAML, or a derived darknet YAML."""
-    if model.endswith((".yaml", ".yml")):
-        return model
-    if not model.endswith(DARKNET_SUFFIX):
-        return f"{model}.yaml"
-    import yaml
-
-    from .download import cache_dir
-    from .fsutil import atomic_write_text
-
-    path = cache_dir() / "models" / f"{model}.yaml"
-    body = {k: v for k, v in load_model_yaml(model).items() if k != "yaml_file"}
-    text = f"# {model}: derived by bccd-yolo from Ultralytics' {model[: -len(DARKNET_SUFFIX)]}.yaml\n" + yaml.safe_dump(
-        body, sort_keys=False)
-    if not path.is_file() or path.read_text() != text:
-        atomic_write_text(path, text)
-    return str(path)
-
-
-def load_model_yaml(model: str) -> dict:
-    """The YAML dict Ultralytics ships for `model` (yolov3, yolov3-spp, yolov3-tiny), its darknet
-    variant (`yolov3-tiny-darknet`), or a path to a YAML."""
-    from . import yolo_env  # noqa: F401
-    from ultralytics.nn.tasks import yaml_model_load
-
-    if model.endswith(DARKNET_SUFFIX) and model[: -len(DARKNET_SUFFIX)] in MODELS:
-        return {**darknet_variant(load_model_yaml(model[: -len(DARKNET_SUFFIX)])), "yaml_file": f"{model}.yaml"}
-    name = model if model.endswith((".yaml", ".yml")) else f"{model}.yaml"
-    if model not in MODELS and not Path(name).is_file():
-        raise InputError(None, f"--model {model}: unknown model; choose one of {', '.join(MODELS)} (add "
-                                f"{DARKNET_SUFFIX} for darknet's activation) or a model YAML path")
-    try:
-        return yaml_model_load(name)
-    except (FileNotFoundError, OSError) as e:
-        raise InputError(name, f"cannot read model YAML ({e})") from None
-
-
-def model_parts(model: str) -> ModelParts:
-    return model_parts_from_yaml(model, load_model_yaml(model))
-
-
 def frozen_indices(parts: ModelParts, stage: Stage) -> tuple[int, ...]:
     return parts.indices(tuple(p for p in PARTS if p not in stage.trains))
 
 
-def freeze_names(modules: dict[str, list[str]], frozen: tuple[int, ...], fresh: set[str]) -> list[str]:
+def freeze_names(modules: dict[str, list[str]], frozen: tuple[int, ...], fresh: set[str]) -> list[int | str]:
     """Ultralytics `freeze=` entries: frozen layer indices, with fresh tensors carved out.
 
     `modules` maps each layer index (as str) to its submodule paths, outermost first

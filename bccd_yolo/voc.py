@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
-from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
+from .images import IMAGE_SUFFIXES, read_image_size
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -107,16 +106,6 @@ def find_image(layout: VocLayout, image_id: str, filename: str | None) -> Path:
     raise InputError(layout.images / f"{image_id}.jpg", "image is missing")
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """Decode the image fully (catches truncated files) and return (width, height)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(path, f"unreadable or corrupt image ({e})") from None
-
-
 def _number(obj: etree._Element, tag: str, xml_path: Path, index: int) -> float:
     node = obj.find(f"bndbox/{tag}")
     if node is None or node.text is None:
@@ -166,7 +155,8 @@ def parse_annotation(
         if class_of is not None:
             if name not in class_of:
                 known = ", ".join(sorted(set(class_of.values())))
-                raise InputError(xml_path, f"object {i} has unknown class {name!r} (known: {known}; map it with --classes)")
+                raise InputError(xml_path, f"object {i} has unknown class {name!r} (known: {known}; map it to one)",
+                                 option="classes")
             name = class_of[name]
         x1, y1, x2, y2 = (_number(obj, t, xml_path, i) for t in ("xmin", "ymin", "xmax", "ymax"))
         if x2 <= x1 or y2 <= y1:

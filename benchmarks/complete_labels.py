@@ -40,17 +40,18 @@ def main() -> None:
     from bccd_yolo.detector import Detector
     from bccd_yolo.edges import apply_edge_rule
     from bccd_yolo.evaluate import load_ground_truth
-    from bccd_yolo.finetune import resolve_data
+    from bccd_yolo.yolo.data import resolve_data
     from bccd_yolo.images import open_image
     from bccd_yolo.matching import match
-    from bccd_yolo.report import per_class_ap
+    from bccd_yolo.thresholds import parse_conf
+    from bccd_yolo.yolo.validate import validate
     from bccd_yolo.voc import VocLayout, parse_annotation
 
     tmp = Path(tempfile.mkdtemp(prefix="complete-labels-"))
     bccd = SHARED / "BCCD_Dataset"
     convert(bccd, tmp / "bccd", images="symlink")
     convert(bccd, tmp / "complete", annotations=SHARED / "txl-pbc-bccd" / "Annotations", images="symlink")
-    det = Detector(args.weights, imgsz=args.imgsz, conf=args.conf)
+    det = Detector(args.weights, imgsz=args.imgsz, conf=parse_conf(args.conf) if args.conf else None)
     names = det.names
     _, info_c = resolve_data(str(tmp / "complete" / "data.yaml"))
     _, info_b = resolve_data(str(tmp / "bccd" / "data.yaml"))
@@ -92,12 +93,8 @@ def main() -> None:
     mae_c = np.abs(pred - true_c).mean(0)
     mae_b = np.abs(pred - true_b).mean(0)
 
-    from ultralytics import YOLO
-
-    metrics = YOLO(str(args.weights)).val(data=str(tmp / "bccd" / "data.yaml"), split=args.split, imgsz=det.imgsz,
-                                          conf=0.001, plots=False, verbose=False, workers=0,
-                                          project=str(tmp), name="val")
-    ap = per_class_ap(metrics, names).set_index("class")["ap50"].to_dict()
+    ap = validate(args.weights, str(tmp / "bccd" / "data.yaml"), args.split, names, det.imgsz, 0.001, 0.7, tmp, "val",
+                  plots=False).set_index("class")["ap50"].to_dict()
     result = {
         "weights": str(args.weights), "imgsz": det.imgsz, "thresholds": det.thresholds.by_class,
         "thresholds_source": det.thresholds.source, "photos": len(complete),

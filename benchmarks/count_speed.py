@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bccd_yolo import yolo_env
+from bccd_yolo.yolo import env as yolo_env
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import Detector, default_weights
 from bccd_yolo.images import PhotoSource, open_image

@@ -11,7 +11,7 @@ import pytest
 from bccd_yolo.calibrate import GRID, calibrate_thresholds, count_curves
 from bccd_yolo.cli import main
 from bccd_yolo.detections import Detections
-from bccd_yolo.detector import Thresholds, thresholds_path
+from bccd_yolo.thresholds import Thresholds, thresholds_path
 
 
 def synthetic(true_counts: np.ndarray, cut: list[float], rng) -> list[Detections]:
@@ -49,8 +49,8 @@ def test_thresholds_round_trip_and_conf_overrides(tmp_path):
     names = ["RBC", "WBC", "Platelets"]
     t = Thresholds.for_model(weights, names)
     assert t.by_class == {"RBC": 0.45, "WBC": 0.3, "Platelets": 0.25} and "calibrated" in t.source
-    assert Thresholds.for_model(weights, names, "0.5").by_class == {n: 0.5 for n in names}
-    assert Thresholds.for_model(weights, names, "WBC=0.7").by_class == {"RBC": 0.45, "WBC": 0.7, "Platelets": 0.25}
+    assert Thresholds.for_model(weights, names, 0.5).by_class == {n: 0.5 for n in names}
+    assert Thresholds.for_model(weights, names, {"WBC": 0.7}).by_class == {"RBC": 0.45, "WBC": 0.7, "Platelets": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,8 @@ def test_calibration_refuses_the_test_split(tiny_weights, mini_bccd, capsys):
 
 
 def test_the_shipped_calibration_is_replaced_only_on_request(mini_bccd, capsys):
-    from bccd_yolo.detector import SHIPPED_WEIGHTS, thresholds_path
+    from bccd_yolo.detector import SHIPPED_WEIGHTS
+    from bccd_yolo.thresholds import thresholds_path
 
     before = thresholds_path(SHIPPED_WEIGHTS).read_bytes()
     code = main(["calibrate", "--data", str(mini_bccd), "--quiet"])

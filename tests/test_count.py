@@ -227,7 +227,7 @@ def test_checkpoints_load_on_the_weights_only_path(tiny_weights):
     import os
 
     from bccd_yolo.detector import SHIPPED_WEIGHTS
-    from bccd_yolo.finetune import load_checkpoint_model
+    from bccd_yolo.yolo.models import load_checkpoint_model
 
     assert os.environ["ULTRALYTICS_SAFE_LOAD"] == "1"
     for path in (SHIPPED_WEIGHTS, tiny_weights):

@@ -12,7 +12,7 @@ from bccd_yolo.cli import main
 from bccd_yolo.convert import convert
 from bccd_yolo.errors import InputError
 from bccd_yolo.finetune import FinetuneRequest, finetune
-from bccd_yolo.stages import model_parts
+from bccd_yolo.yolo.models import model_parts
 from conftest import tree_digest
 from conftest import TINY_TRAIN
 
@@ -88,7 +88,8 @@ def test_stage3_keeps_the_backbone_bit_for_bit_over_two_epochs(chain):
 def test_timing_json_describes_the_run(chain):
     project, (r1, r2, r3) = chain
     t3 = json.loads((project / "stage3" / "timing.json").read_text())
-    assert t3 == r3
+    # the plan printed before training (freeze list by layer and submodule) is what Ultralytics froze
+    assert t3["trainable_params"] == t3["planned_trainable_params"] and t3["frozen_params"] > 0
     assert (t3["stage"], t3["model"], t3["imgsz"], t3["epochs"], t3["train_images"]) == ("3", "yolov3-tiny", 64, 2, 8)
     assert t3["weights"] == str(project / "stage2" / "weights" / "best.pt")
     assert t3["wall_seconds"] >= t3["train_seconds"] > 0 and t3["images_per_second"] > 0

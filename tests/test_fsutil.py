@@ -22,7 +22,7 @@ def test_a_folder_of_the_users_files_is_refused_and_kept(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     write(out, **{"notes.txt": "mine"})
-    with pytest.raises(InputError, match="did not write.*--overwrite"):
+    with pytest.raises(InputError, match="did not write.*pass overwrite"):
         with staged_dir(out) as tmp:
             write(tmp, **{"a.txt": "new"})
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

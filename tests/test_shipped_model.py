@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bccd_yolo.counting import detect_image
-from bccd_yolo.detector import SHIPPED_WEIGHTS, Detector, default_weights, thresholds_path
+from bccd_yolo.detector import SHIPPED_WEIGHTS, Detector, default_weights
+from bccd_yolo.thresholds import thresholds_path
 from bccd_yolo.images import PhotoSource, open_image
 from bccd_yolo.synthetic import paste_canvas
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bccd_yolo.errors import InputError
-from bccd_yolo.stages import STAGES, freeze_names, frozen_indices, model_parts
+from bccd_yolo.stages import STAGES, freeze_names, frozen_indices
+from bccd_yolo.yolo.models import model_parts
 
 
 @pytest.mark.parametrize(

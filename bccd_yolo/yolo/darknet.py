@@ -19,7 +19,8 @@ import numpy as np
 from ..darknet import ConvLayer, DarknetCfg, DarknetWeights, find_cfg, parse_cfg, read_weights
 from ..errors import InputError
 from ..fsutil import atomic_save
-from ..stages import DARKNET_SUFFIX, MODELS, darknet_variant, load_model_yaml
+from ..stages import DARKNET_SUFFIX, MODELS
+from .models import load_model_yaml
 
 LOGGER = logging.getLogger(__name__)
 
