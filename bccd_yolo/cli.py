@@ -11,6 +11,7 @@ from .convert import BCCD_CLASSES
 from .counting import MIN_TILE
 from .errors import InputError
 
+
 class HelpFormatter(argparse.HelpFormatter):
     """Every default in --help, once: options whose help already describes their default keep that text."""
 

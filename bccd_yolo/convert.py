@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .detections import Detections
 from .errors import InputError
 from .fsutil import check_output_dir, staged_dir
-from .detections import Detections
 from .labels import read_yolo_boxes, yolo_label_lines
 from .matching import match
 from .voc import Box, Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list

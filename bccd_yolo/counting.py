@@ -93,6 +93,7 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
             d = apply_edge_rule(d, edge, src.width, src.height)
             result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value)
             if out is not None:
+                files_out: tuple[Path, ...]
                 if n_tiles > 1:
                     files_out = write_slide_overlay(src, d, detector.names, result.counts,
                                                     out / f"{stems[path]}_overlay.tif", out / f"{stems[path]}_preview.png")

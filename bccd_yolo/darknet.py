@@ -28,7 +28,7 @@ class Section:
     index: int
     line: int
 
-    def int(self, key: str, default: int) -> int:
+    def get_int(self, key: str, default: int) -> int:
         return int(self.options.get(key, default))
 
     def ints(self, key: str) -> list[int]:
@@ -130,8 +130,8 @@ def parse_cfg(path: Path) -> DarknetCfg:
             if layer.kind == "convolutional":
                 nxt = layers[layer.index + 1].kind if layer.index + 1 < len(layers) else None
                 convs.append(ConvLayer(
-                    layer.index, layer.int("filters", 1), c_in, layer.int("size", 1), layer.int("stride", 1),
-                    layer.int("groups", 1), bool(layer.int("batch_normalize", 0)),
+                    layer.index, layer.get_int("filters", 1), c_in, layer.get_int("size", 1), layer.get_int("stride", 1),
+                    layer.get_int("groups", 1), bool(layer.get_int("batch_normalize", 0)),
                     layer.options.get("activation", "logistic"), nxt == "yolo",
                 ))
                 channels.append(convs[-1].filters)
@@ -144,7 +144,7 @@ def parse_cfg(path: Path) -> DarknetCfg:
     yolo = [s for s in layers if s.kind == "yolo"]
     if not yolo:
         raise InputError(path, "no [yolo] layer: not a YOLOv3 cfg")
-    return DarknetCfg(path, layers, tuple(convs), tuple(channels), yolo[0].int("classes", 80))
+    return DarknetCfg(path, layers, tuple(convs), tuple(channels), yolo[0].get_int("classes", 80))
 
 
 def _header_size(major: int, minor: int) -> int:

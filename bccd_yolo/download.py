@@ -47,10 +47,10 @@ def fetch_bccd(datasets_dir: Path, url: str | None = None) -> Path:
 
     The address can be moved with BCCD_YOLO_DATASET_URL (a mirror, or a file:// URL).
     """
-    url = url or os.getenv("BCCD_YOLO_DATASET_URL", BCCD_ARCHIVE_URL)
+    source = url or os.environ.get("BCCD_YOLO_DATASET_URL") or BCCD_ARCHIVE_URL
     datasets_dir = Path(datasets_dir)
     target = datasets_dir / "BCCD_Dataset"
-    archive = fetch(url, datasets_dir / "BCCD_Dataset.zip", hint="pass {source} DIR with a BCCD_Dataset checkout")
+    archive = fetch(source, datasets_dir / "BCCD_Dataset.zip", hint="pass {source} DIR with a BCCD_Dataset checkout")
     try:
         with tempfile.TemporaryDirectory(dir=datasets_dir) as tmp:
             with zipfile.ZipFile(archive) as z:
@@ -104,7 +104,7 @@ def fetch_darknet_weights(name: str, dest_dir: Path, url: str | None = None) -> 
         shutil.copyfile(DARKNET_CFG_DIR / f"{name}.cfg", cfg_dest)
     if dest.is_file():
         return dest
-    base = url or os.getenv("BCCD_YOLO_DARKNET_URL", DARKNET_URL)
+    base = url or os.environ.get("BCCD_YOLO_DARKNET_URL") or DARKNET_URL
     source = f"{base.rstrip('/')}/{name}.weights"
     tmp = fetch(source, dest_dir / f".{name}.weights.part", hint="pass a local .weights file instead")
     try:

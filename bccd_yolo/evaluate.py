@@ -63,7 +63,8 @@ def count_errors(true: np.ndarray, pred: np.ndarray, names: list[str]) -> pd.Dat
 
 def coco_ground_truth(gts: list[GroundTruth], names: list[str]) -> dict:
     """COCO instances JSON: image ids 1..N in split order, category ids 1..C (as Ultralytics numbers them)."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for i, g in enumerate(gts, 1):
         images.append({"id": i, "file_name": g.path.name, "width": g.width, "height": g.height})
         for (x1, y1, x2, y2), c in zip(g.boxes.xyxy.tolist(), g.boxes.cls.tolist()):

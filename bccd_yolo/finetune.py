@@ -121,7 +121,7 @@ def starting_weights(req: FinetuneRequest, stage: Stage) -> str | None:
     if stage.key == "3":
         from .download import cache_dir, fetch_ultralytics_weights
 
-        name = f"{Path(req.model).stem}u.pt"
+        name = f"{Path(str(req.model)).stem}u.pt"
         LOGGER.info("%s not found: starting stage 3 from COCO-pretrained %s", previous, name)
         try:
             return str(fetch_ultralytics_weights(name, cache_dir() / "weights"))
@@ -216,7 +216,12 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
     if plan and plan.notes:
         notes = plan.notes
-        hooks.setdefault("on_train_start", []).append(lambda _t: [LOGGER.info("note: %s", n) for n in notes])
+
+        def say_notes(_trainer: Any) -> None:
+            for n in notes:
+                LOGGER.info("note: %s", n)
+
+        hooks.setdefault("on_train_start", []).append(say_notes)
     start_segment(run_dir, req.resume)
     start = time.perf_counter()
     save_dir, seen = train(model_file, args, hooks)

@@ -27,8 +27,12 @@ PHOTO_PIXEL_LIMIT = 40_000_000  # PNG/JPEG/BMP decoded whole up to this (120 MB 
 
 class ImageSource(Protocol):
     path: Path
-    width: int
-    height: int
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of the region; the region lies inside the image."""
@@ -125,7 +129,7 @@ class VipsSource:
         self.width, self.height = image.width, image.height
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        import pyvips
+        import pyvips  # type: ignore[import-untyped]
 
         try:
             return to_rgb8(self._im.crop(x, y, w, h).numpy())
@@ -138,7 +142,7 @@ class VipsSource:
 
 def _open_vips(path: Path, size: tuple[int, int]) -> ImageSource:
     try:
-        import pyvips
+        import pyvips  # type: ignore[import-untyped]
     except (ImportError, OSError):
         raise InputError(path, f"{size[0]} x {size[1]} px is over the {PHOTO_PIXEL_LIMIT / 1e6:.0f} MP that are decoded "
                                "whole; reading it in bounded memory needs pyvips (pip install pyvips pyvips-binary)") from None

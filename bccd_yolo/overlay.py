@@ -21,7 +21,7 @@ def colour(name: str, index: int) -> tuple[int, int, int]:
     return CLASS_COLOURS.get(name, OTHER_COLOURS[index % len(OTHER_COLOURS)])
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 

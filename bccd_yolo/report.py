@@ -9,6 +9,7 @@ import logging
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -206,7 +207,8 @@ def _markdown(sections, title: str) -> str:
     return "\n".join(out)
 
 
-def label_sets_table(sets: list[tuple[str, list, pd.DataFrame | None]], preds_by_image: dict, thresholds: dict[str, float],
+def label_sets_table(sets: Sequence[tuple[str, Sequence[Any], pd.DataFrame | None]], preds_by_image: dict,
+                     thresholds: dict[str, float],
                      names: list[str]) -> pd.DataFrame:
     """Count error (and AP where given) of the same predictions against each label set, side by side.
 
@@ -217,11 +219,11 @@ def label_sets_table(sets: list[tuple[str, list, pd.DataFrame | None]], preds_by
 
     rows = []
 
-    def add(label: str, gts: list, ap: pd.DataFrame | None) -> None:
+    def add(label: str, gts: Sequence[Any], ap: pd.DataFrame | None) -> None:
         preds = [preds_by_image[g.path.name] for g in gts]
         err = count_errors(count_matrix([g.boxes for g in gts], len(names)), counts_at(preds, thresholds, names), names)
         for n in names:
-            ap50 = float(ap.set_index("class").loc[n, "ap50"]) if ap is not None else float("nan")
+            ap50 = float(ap.set_index("class")["ap50"].to_dict()[n]) if ap is not None else float("nan")
             rows.append({"labels": label, "images": len(gts), "class": n, "ap50": ap50, "count_mae": err.loc[n, "mae"],
                          "bias": err.loc[n, "bias"], "annotated_per_image": err.loc[n, "true_mean"],
                          "counted_per_image": err.loc[n, "pred_mean"]})
@@ -246,8 +248,17 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
     """
     from .calibrate import count_curves
     from .detector import Detector
-    from .evaluate import (EVAL_CONF, coco_ground_truth, coco_predictions, count_errors, count_matrix, counts_at,
-                           load_ground_truth, predict_split, unannotated_share)
+    from .evaluate import (
+        EVAL_CONF,
+        coco_ground_truth,
+        coco_predictions,
+        count_errors,
+        count_matrix,
+        counts_at,
+        load_ground_truth,
+        predict_split,
+        unannotated_share,
+    )
     from .thresholds import DEFAULT_CONF, Thresholds
     from .yolo.data import resolve_data
     from .yolo.validate import validate
@@ -324,7 +335,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             *(["--device", str(device)] if device else []), "--out", str(out)])
         thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
         sections: list = [
-            ("Model and data", f"Model {_code(weights)} ({detector.imgsz} px) on the {_code(split)} split of "
+            ("Model and data", f"Model {_code(str(weights))} ({detector.imgsz} px) on the {_code(split)} split of "
                                f"{_code(data)}: {len(gts)} images, {int(true.sum())} annotated cells. "
                                f"Reproduce with {_code(command)}."),
             ("Detection: AP per class", ap),
@@ -340,7 +351,7 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             ("Count error against threshold", Path("count_error_vs_threshold.png")),
             (f"Largest {names[0]} over-counts (white: annotations; colours: predictions)",
              f"unannotated_share above is the share of kept detections that overlap no annotated box of their class "
-             f"({names[0]}: {err.loc[names[0], 'unannotated_share']:.0%}). The overlays below show what they are: "
+             f"({names[0]}: {float(err['unannotated_share'][names[0]]):.0%}). The overlays below show what they are: "
              "cells the annotators did not label set a floor under the count error."),
             *((f"Over-count: {w}", Path(w)) for w in worst),
             *((title, Path(p)) for p, title in PLOTS_FROM_VAL.items() if (tmp / p).is_file()),

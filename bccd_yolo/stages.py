@@ -7,7 +7,6 @@ the detection head, and everything in between is the multi-scale neck.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import InputError
 

@@ -11,7 +11,6 @@ from .errors import InputError
 from .images import IMAGE_SUFFIXES, read_image_size
 
 
-
 @dataclass(frozen=True)
 class Box:
     """An axis-aligned box in pixels, with its class name."""
@@ -117,9 +116,10 @@ def _number(obj: etree._Element, tag: str, xml_path: Path, index: int) -> float:
 
 
 def _declared_size(root: etree._Element) -> tuple[int, int] | None:
+    width, height = root.findtext("size/width"), root.findtext("size/height")
     try:
-        return int(root.findtext("size/width")), int(root.findtext("size/height"))
-    except (TypeError, ValueError):
+        return (int(width), int(height)) if width is not None and height is not None else None
+    except ValueError:
         return None
 
 

@@ -40,12 +40,12 @@ def main() -> None:
     from bccd_yolo.detector import Detector
     from bccd_yolo.edges import apply_edge_rule
     from bccd_yolo.evaluate import load_ground_truth
-    from bccd_yolo.yolo.data import resolve_data
     from bccd_yolo.images import open_image
     from bccd_yolo.matching import match
     from bccd_yolo.thresholds import parse_conf
-    from bccd_yolo.yolo.validate import validate
     from bccd_yolo.voc import VocLayout, parse_annotation
+    from bccd_yolo.yolo.data import resolve_data
+    from bccd_yolo.yolo.validate import validate
 
     tmp = Path(tempfile.mkdtemp(prefix="complete-labels-"))
     bccd = SHARED / "BCCD_Dataset"

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bccd_yolo.yolo import env as yolo_env
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import Detector, default_weights
 from bccd_yolo.images import PhotoSource, open_image
 from bccd_yolo.synthetic import paste_canvas
+from bccd_yolo.yolo import env as yolo_env
 
 
 def per_second(fn, n: int) -> float:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import Detector, default_weights
 from bccd_yolo.images import PhotoSource, open_image

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from conftest import make_voc, tree_digest
 from lxml import etree
 
 from bccd_yolo.audit import audit
 from bccd_yolo.cli import main
 from bccd_yolo.detections import Detections
-from conftest import make_voc, tree_digest
 
 NAMES = ["RBC", "WBC", "Platelets"]
 

@@ -15,12 +15,12 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
+from conftest import make_voc, tree_digest, voc_xml
 
 from bccd_yolo.cli import main
 from bccd_yolo.convert import convert
 from bccd_yolo.download import fetch_bccd
 from bccd_yolo.errors import InputError
-from conftest import make_voc, tree_digest, voc_xml
 
 
 def xml_boxes(xml_path: Path) -> list[tuple[str, float, float, float, float]]:
@@ -99,8 +99,9 @@ def test_conversion_is_byte_identical_when_repeated(bccd_source, bccd_dataset, t
 
 
 def test_ultralytics_loads_the_data_yaml_as_it_is(bccd_dataset, monkeypatch):
-    import bccd_yolo.yolo  # noqa: F401
     from ultralytics.data.utils import check_det_dataset
+
+    import bccd_yolo.yolo  # noqa: F401
 
     monkeypatch.chdir(bccd_dataset.parent)
     data = check_det_dataset(f"{bccd_dataset.name}/data.yaml")

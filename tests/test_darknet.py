@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, TINY_TRAIN
+from darknet_reference import forward
 from PIL import Image
 
 from bccd_yolo.cli import main
 from bccd_yolo.darknet import ConvTensors, parse_cfg, read_weights, write_weights
 from bccd_yolo.errors import InputError
-
-from conftest import REPO, TINY_TRAIN
-from darknet_reference import forward
 
 DARKNET = REPO.parent / "shared" / "pretrained" / "darknet"
 TINY = DARKNET / "yolov3-tiny.weights"

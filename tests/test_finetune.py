@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN, tree_digest
 
 from bccd_yolo.cli import main
 from bccd_yolo.convert import convert
 from bccd_yolo.errors import InputError
 from bccd_yolo.finetune import FinetuneRequest, finetune
 from bccd_yolo.yolo.models import model_parts
-from conftest import tree_digest
-from conftest import TINY_TRAIN
 
 COMMON = dict(model="yolov3-tiny", epochs=1, imgsz=64, batch=4, workers=0, overrides=TINY_TRAIN)
 

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import make_voc, tree_digest
 
 from bccd_yolo.cli import main
 from bccd_yolo.errors import InputError
 from bccd_yolo.fsutil import MARKER, staged_dir
-from conftest import make_voc, tree_digest
 
 
 def write(folder: Path, **files: str) -> None:

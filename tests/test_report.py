@@ -136,9 +136,9 @@ def test_report_numbers_are_deterministic(report_dir, tiny_weights, mini_bccd, t
 def test_report_scores_the_same_predictions_against_a_second_label_set(tiny_weights, bccd_source, tmp_path):
     """A second label set for 2 of the 4 val photos, with 3 extra RBC boxes on one of them: the side-by-side table's
     annotated counts follow the labels, its counted cells and errors follow the same predictions (from counts.csv)."""
-    from bccd_yolo.convert import convert
-
     from conftest import make_bccd_subset, voc_xml
+
+    from bccd_yolo.convert import convert
 
     voc = make_bccd_subset(bccd_source, tmp_path / "voc", {"train": 2, "val": 4, "test": 1})
     convert(voc, tmp_path / "own")

@@ -9,9 +9,9 @@ import pytest
 
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import SHIPPED_WEIGHTS, Detector, default_weights
-from bccd_yolo.thresholds import thresholds_path
 from bccd_yolo.images import PhotoSource, open_image
 from bccd_yolo.synthetic import paste_canvas
+from bccd_yolo.thresholds import thresholds_path
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import tifffile
 
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detections import Detections
-from bccd_yolo.thresholds import Thresholds
 from bccd_yolo.images import PhotoSource, TiledTiffSource, open_image
+from bccd_yolo.thresholds import Thresholds
 from bccd_yolo.tiling import ios_matrix, merge_tiles, tile_grid
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]

@@ -82,7 +82,7 @@ def _input_order(cfg: DarknetCfg, conv: ConvLayer) -> np.ndarray | None:
     if route is None or route.kind != "route":
         return None
     sources = route.sources
-    sizes = [cfg.layers[s].int("size", 1) if cfg.layers[s].kind == "maxpool" else 1 for s in sources]
+    sizes = [cfg.layers[s].get_int("size", 1) if cfg.layers[s].kind == "maxpool" else 1 for s in sources]
     if sizes == sorted(sizes):
         return None
     width = [cfg.channels[s] for s in sources]

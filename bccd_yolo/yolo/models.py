@@ -77,7 +77,7 @@ def unsafe_globals(path: Path) -> list[str]:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # not a zip checkpoint at all
         return []
-    allowed = _SafeLoad._registry or {}
+    allowed: dict[str, object] = _SafeLoad._registry or {}
     return sorted(g for g in found if g not in allowed)
 
 

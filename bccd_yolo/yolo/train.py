@@ -50,6 +50,7 @@ def train(model_file: str | Path, args: dict[str, Any],
         for fn in fns:
             model.add_callback(event, fn)
     model.train(**args)
+    assert model.trainer is not None
     return Path(model.trainer.save_dir), seen
 
 
