@@ -107,11 +107,27 @@ def test_merge_memory_stays_local_on_a_dense_slide():
         xy = rng.uniform([t.x, t.y], [t.x + t.w - 30, t.y + t.h - 30], size=(40, 2)).astype(np.float32)
         parts.append((t, Detections(np.hstack([xy, xy + 25]), rng.uniform(0.3, 1, 40).astype(np.float32),
                                     rng.integers(0, 3, 40))))
-    tracemalloc.start()
-    merged = merge_tiles(parts, 24000, 24000)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert 0 < len(merged) <= 40 * len(tiles) and peak < 200e6
+    import bccd_yolo.tiling as tiling
+
+    compared = []
+    real = tiling.ios_matrix
+
+    def counting_ios(a, b):
+        compared.append(len(a) * len(b))
+        return real(a, b)
+
+    tiling.ios_matrix = counting_ios
+    try:
+        tracemalloc.start()
+        merged = merge_tiles(parts, 24000, 24000)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        tiling.ios_matrix = real
+    # each comparison is between two neighbouring tiles' boxes (at most 40 x 40), never slide-wide
+    assert compared and max(compared) <= 40 * 40 and len(compared) <= 4 * len(tiles)
+    assert sum(compared) < 0.001 * (40 * len(tiles)) ** 2
+    assert 0 < len(merged) < 40 * len(tiles) and peak < 200e6
 
 
 def test_tiled_tiff_reads_regions_without_decoding_the_whole_image(tmp_path):
@@ -132,11 +148,13 @@ def test_tiled_tiff_reads_regions_without_decoding_the_whole_image(tmp_path):
 
 
 def test_grey_and_16_bit_tiffs_read_as_rgb(tmp_path):
-    grey = (np.arange(512 * 512, dtype=np.uint16).reshape(512, 512) % 65535).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "g.tif", grey, tile=(256, 256))
-    region = open_image(tmp_path / "g.tif").read(0, 0, 10, 10)
-    assert region.shape == (10, 10, 3) and region.dtype == np.uint8
+    ramp = np.tile(np.linspace(0, 65535, 512).astype(np.uint16), (512, 1))  # 0 .. 65535 left to right
+    tifffile.imwrite(tmp_path / "g.tif", ramp, tile=(256, 256))
+    region = open_image(tmp_path / "g.tif").read(0, 100, 512, 10)
+    assert region.shape == (10, 512, 3) and region.dtype == np.uint8
     assert (region[..., 0] == region[..., 2]).all()
+    assert np.abs(region[0, :, 0].astype(int) - ramp[0].astype(int) * 255 // 65535).max() <= 1  # scaled, not clipped
+    assert region[0, 0, 0] == 0 and region[0, -1, 0] == 255
 
 
 def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
