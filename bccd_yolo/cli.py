@@ -81,14 +81,9 @@ DEFAULT_DATASET = Path("datasets/bccd")
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
-    from .download import fetch_bccd
+    from .download import bccd_source
 
-    source = args.source
-    if source is None:
-        source = DEFAULT_SOURCE
-        if not source.exists():
-            print(f"{source} not found: downloading the BCCD dataset", file=sys.stderr)
-            source = fetch_bccd(source.parent)
+    source = bccd_source(args.source, DEFAULT_SOURCE)
     result = convert(
         source, args.out, classes=args.classes, split=args.split, seed=args.seed,
         val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
@@ -211,11 +206,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .detector import default_weights
-    from .report import build_report
+    from .report import build_report, training_runs
 
     weights = args.weights or default_weights()
-    # Default: every training run under runs/ (folders Ultralytics wrote a results.csv into).
-    runs = args.runs if args.runs is not None else sorted(p.parent for p in Path("runs").glob("*/results.csv"))
+    runs = args.runs if args.runs is not None else training_runs(Path("runs"))
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
                           progress=not args.quiet, also=args.also_data, overwrite=args.overwrite)
     from .report import markdown_table
@@ -260,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default drop)")
     p.set_defaults(func=cmd_convert)
 
+    from .finetune import DEFAULTS
     from .stages import MODELS
 
     p = sub.add_parser("stages", formatter_class=HelpFormatter, help="print the freeze plan of each stage for a model")
@@ -281,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to start from (default: the previous stage's best.pt); darknet X.weights are "
                         "imported (model: its -darknet variant)")
     p.add_argument("--cfg", default=None, help="darknet cfg of --weights X.weights (default: X.cfg beside it)")
-    p.add_argument("--epochs", type=POSITIVE, default=None, help="default 100")
-    p.add_argument("--imgsz", type=IMGSZ, default=None, help="default 416")
-    p.add_argument("--batch", type=POSITIVE, default=None, help="default 16")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"default {DEFAULTS['epochs']}")
+    p.add_argument("--imgsz", type=IMGSZ, default=None, help=f"default {DEFAULTS['imgsz']}")
+    p.add_argument("--batch", type=POSITIVE, default=None, help=f"default {DEFAULTS['batch']}")
     p.add_argument("--device", default=None, help="cpu, 0, or 0,1,... (default: first GPU, else CPU)")
     p.add_argument("--workers", type=int_at_least(0), default=None, help="loader workers (default: 0 on <=2 cores)")
     p.add_argument("--project", default="runs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import urllib.error
@@ -13,6 +14,8 @@ from tqdm import tqdm
 
 from .errors import InputError
 from .fsutil import atomic_save
+
+LOGGER = logging.getLogger(__name__)
 
 BCCD_ARCHIVE_URL = "https://github.com/Shenggan/BCCD_Dataset/archive/refs/heads/master.zip"
 ULTRALYTICS_ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0"
@@ -40,6 +43,16 @@ def fetch(url: str, dest: Path, timeout: float = 15.0, hint: str = "") -> Path:
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise InputError(url, f"download failed ({reason}){'; ' + hint if hint else ''}") from None
+
+
+def bccd_source(source: Path | None, default: Path) -> Path:
+    """The VOC folder to convert: the one given, else `default`, downloaded there when absent."""
+    if source is not None:
+        return Path(source)
+    if not Path(default).exists():
+        LOGGER.info("%s not found: downloading the BCCD dataset", default)
+        return fetch_bccd(Path(default).parent)
+    return Path(default)
 
 
 def fetch_bccd(datasets_dir: Path, url: str | None = None) -> Path:

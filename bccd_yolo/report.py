@@ -22,6 +22,11 @@ LOGGER = logging.getLogger(__name__)
 PLOTS_FROM_VAL = {"BoxPR_curve.png": "Precision-recall curves", "confusion_matrix.png": "Confusion matrix"}
 
 
+def training_runs(root: Path) -> list[Path]:
+    """Every training run under `root`: the folders Ultralytics wrote a results.csv into."""
+    return sorted(p.parent for p in Path(root).glob("*/results.csv"))
+
+
 def load_timings(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
     """timing.json of each run folder; folders without one are skipped with a warning."""
     rows, skipped = [], []
