@@ -159,7 +159,7 @@ def cmd_count(args: argparse.Namespace) -> int:
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
         print(table(results, detector.names))
-    write_reports(results, detector, errors, args.json, args.csv)
+    write_reports(results, detector, errors, args.json, args.csv, args.geojson)
     for e in errors:
         print(f"bccd-yolo count: error: {e}", file=sys.stderr)
     return 1 if errors else 0
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
+    p.add_argument("--geojson", type=Path, default=None,
+                   help="QuPath-importable detections: a .geojson file for one input, else a folder of <name>.geojson")
     p.add_argument("--device", default=None, help="cpu or a GPU index")
     p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",

@@ -35,6 +35,7 @@ class ImageCount:
     tiles: int
     overlay: list[str] = field(default_factory=list)
     edge: str = DEFAULT_EDGE.value  # which cells cut by the image edge are counted (see edges.py)
+    origin: tuple[float, float] = (0.0, 0.0)  # level-0 pixel QuPath calls (0, 0): an OpenSlide slide's bounds
 
     @property
     def counts(self) -> dict[str, int]:
@@ -91,7 +92,8 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
         try:
             d, n_tiles = detect_image(src, detector, tile, overlap, progress)
             d = apply_edge_rule(d, edge, src.width, src.height)
-            result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value)
+            result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value,
+                                origin=getattr(src, "origin", (0.0, 0.0)))
             if out is not None:
                 files_out: tuple[Path, ...]
                 if n_tiles > 1:

@@ -193,6 +193,8 @@ class OpenSlideSource:
 
     def __init__(self, path: Path, slide):
         self.path, self._slide = path, slide
+        props = slide.properties  # QuPath shows a slide from its bounds origin (QuPath issue 820)
+        self.origin = (float(props.get("openslide.bounds-x", 0) or 0), float(props.get("openslide.bounds-y", 0) or 0))
         self.width, self.height = slide.dimensions
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Counts as the user reads them: the table, JSON and CSV (GeoJSON to come), written whole or not at all."""
+"""Counts as the user reads them: the table, JSON, CSV and QuPath GeoJSON, written whole or not at all."""
 
 from __future__ import annotations
 
@@ -17,10 +17,31 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 
-def ratios(counts: dict[str, int], names: list[str]) -> dict[str, float | None]:
-    """Every other class per 1,000 of the model's first class (BCCD: WBC and platelets per 1,000 RBC)."""
+CI_METHOD = "wilson"  # the 95 % interval of a ratio: Wilson's on the proportion k / (k + reference), rescaled
+
+
+def ratio_ci(k: int, ref: int, per: float = 1000.0) -> tuple[float, float] | None:
+    """95 % interval of `per` * k / ref, from Wilson's score interval for p = k / (k + ref) (counts taken as Poisson,
+    so k given k + ref is binomial) mapped through per * p / (1 - p). None when ref is 0 (the ratio is undefined)."""
+    if ref <= 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(k + ref)).proportion_ci(confidence_level=0.95, method=CI_METHOD)
+    low, high = float(ci.low), float(ci.high)
+    return round(per * low / (1 - low), 2), (round(per * high / (1 - high), 2) if high < 1 else float("inf"))
+
+
+def ratios(counts: dict[str, int], names: list[str]) -> dict[str, dict | None]:
+    """Every other class per 1,000 of the model's first class (BCCD: WBC and platelets per 1,000 RBC), each as
+    {"value": v, "ci95": [low, high]}; None where the reference count is 0."""
     ref = names[0]
-    return {f"{n}_per_1000_{ref}": (round(1000 * counts[n] / counts[ref], 2) if counts[ref] else None) for n in names[1:]}
+    out: dict[str, dict | None] = {}
+    for n in names[1:]:
+        ci = ratio_ci(counts[n], counts[ref])
+        out[f"{n}_per_1000_{ref}"] = None if ci is None else {"value": round(1000 * counts[n] / counts[ref], 2),
+                                                              "ci95": list(ci)}
+    return out
 
 
 def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
@@ -59,28 +80,71 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     ratio_keys = list(ratios({n: 0 for n in names}, names))
     thr = ";".join(f"{n}={v:g}" for n, v in detector.thresholds.by_class.items())
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "width", "height", *names, *ratio_keys, "thresholds", "edge_rule"])
+    ratio_cols = [c for k in ratio_keys for c in (k, f"{k}_ci95_low", f"{k}_ci95_high")]
+    w.writerow(["path", "width", "height", *names, *ratio_cols, "thresholds", "edge_rule"])
     for r in results:
         rt = ratios(r.counts, names)
-        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names),
-                    *("" if rt[k] is None else rt[k] for k in ratio_keys), thr, r.edge])
+        cells = []
+        for k in ratio_keys:
+            v = rt[k]
+            cells += ["", "", ""] if v is None else [v["value"], *v["ci95"]]
+        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names), *cells, thr, r.edge])
     return buf.getvalue()
 
 
 def table(results: list[ImageCount], names: list[str]) -> str:
     ratio_keys = list(ratios({n: 0 for n in names}, names))
-    heads = ["image", *names, *(k.replace("_per_1000_", "/1000 ") for k in ratio_keys)]
+    heads = ["image", *names, *(k.replace("_per_1000_", "/1000 ") + " [95% CI]" for k in ratio_keys)]
     rows = []
     for label, counts in [*((Path(r.path).name, r.counts) for r in results), ("TOTAL", totals(results, names))]:
         rt = ratios(counts, names)
-        rows.append([label, *(str(counts[n]) for n in names), *("-" if rt[k] is None else f"{rt[k]:.1f}" for k in ratio_keys)])
+        rows.append([label, *(str(counts[n]) for n in names),
+                     *("-" if (v := rt[k]) is None else f"{v['value']:.1f} [{v['ci95'][0]:.1f}-{v['ci95'][1]:.1f}]"
+                       for k in ratio_keys)])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     return "\n".join([fmt(heads), *(fmt(r) for r in rows)])
 
 
-def write_reports(results, detector, errors, json_path: Path | None, csv_path: Path | None) -> None:
+def to_geojson(result: ImageCount, colours: dict[str, tuple[int, int, int]],
+               offset: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """A QuPath-importable FeatureCollection: one detection object per box, a closed polygon of its corners in the
+    input's level-0 pixels, less `offset` (an OpenSlide slide's bounds origin, which QuPath takes as its (0, 0))."""
+    ox, oy = offset
+    features = []
+    for (x1, y1, x2, y2), s, c in zip(result.detections.xyxy.tolist(), result.detections.score.tolist(),
+                                      result.detections.cls.tolist()):
+        x1, y1, x2, y2 = (round(v, 2) for v in (x1 - ox, y1 - oy, x2 - ox, y2 - oy))
+        name = result.names[c]
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]]},
+            "properties": {"objectType": "detection", "classification": {"name": name, "color": list(colours[name])},
+                           "measurements": {"score": round(float(s), 4)}},
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def geojson_paths(results: list[ImageCount], target: Path) -> dict[str, Path]:
+    """One file per input: `target` itself for a single input named *.geojson, else target/<stem>.geojson."""
+    from .counting import output_stems
+
+    if len(results) == 1 and target.suffix == ".geojson" and not target.is_dir():
+        return {results[0].path: target}
+    stems = output_stems([Path(r.path) for r in results])
+    return {r.path: target / f"{stems[Path(r.path)]}.geojson" for r in results}
+
+
+def write_reports(results: list[ImageCount], detector: Detector, errors: list[InputError], json_path: Path | None,
+                  csv_path: Path | None, geojson: Path | None = None) -> None:
     if json_path:
         atomic_write_text(json_path, json.dumps(to_json(results, detector, errors), indent=1) + "\n")
     if csv_path:
         atomic_write_text(csv_path, to_csv(results, detector))
+    if geojson:
+        from .overlay import colour
+
+        colours = {n: colour(n, i) for i, n in enumerate(detector.names)}
+        for r in results:
+            path = geojson_paths(results, geojson)[r.path]
+            atomic_write_text(path, json.dumps(to_geojson(r, colours, r.origin)) + "\n")

@@ -288,3 +288,19 @@ def test_outputs_never_collide_nor_become_inputs(photos, tiny_weights, tmp_path,
                             "--json", tmp_path / "c.json"], capsys)
         assert code == 0, err
         assert [Path(i["path"]).name for i in json.loads((tmp_path / "c.json").read_text())["images"]] == ["photo.jpg"]
+
+
+def test_geojson_per_input_matches_the_json_detections(photos, tiny_weights, tmp_path, capsys):
+    from shapely.geometry import shape
+
+    code, _, err = run([photos, "--weights", tiny_weights, "--conf", "0.05", "--imgsz", "64", "--json", tmp_path / "c.json",
+                        "--geojson", tmp_path / "geo"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "c.json").read_text())
+    for image in report["images"]:
+        fc = json.loads((tmp_path / "geo" / f"{Path(image['path']).stem}.geojson").read_text())
+        assert len(fc["features"]) == len(image["detections"])
+        for f, d in zip(fc["features"], image["detections"]):
+            assert shape(f["geometry"]).is_valid
+            assert shape(f["geometry"]).bounds == pytest.approx(tuple(d["box"]), abs=0.06)  # JSON rounds to 0.1
+            assert f["properties"]["classification"]["name"] == d["class"]
