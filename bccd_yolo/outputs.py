@@ -25,7 +25,7 @@ def ratio_ci(k: int, ref: int, per: float = 1000.0) -> tuple[float, float] | Non
     so k given k + ref is binomial) mapped through per * p / (1 - p). None when ref is 0 (the ratio is undefined)."""
     if ref <= 0:
         return None
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # type: ignore[import-untyped]
 
     ci = binomtest(int(k), int(k + ref)).proportion_ci(confidence_level=0.95, method=CI_METHOD)
     low, high = float(ci.low), float(ci.high)
