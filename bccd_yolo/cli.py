@@ -154,7 +154,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                         device=args.device, batch=args.batch, max_det=args.max_det, quiet=args.quiet)
     results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
-                                   progress=not args.quiet, edge=args.edge)
+                                   progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions)
     print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
@@ -320,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
+    p.add_argument("--mpp", type=float_in(0.01, 10), default=None,
+                   help="micrometres per pixel of the inputs (default: what the file records, e.g. TIFF resolution or "
+                        "OpenSlide mpp; without a scale, areas and sizes are in pixels)")
+    p.add_argument("--regions", type=Path, default=None,
+                   help="GeoJSON of polygons (QuPath annotation export): counts, ratios and densities per region, cells "
+                        "assigned by box centre; tiles touching no region are not read")
     p.add_argument("--geojson", type=Path, default=None,
                    help="QuPath-importable detections: a .geojson file for one input, else a folder of <name>.geojson")
     p.add_argument("--device", default=None, help="cpu or a GPU index")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from .detections import Detections
@@ -14,7 +15,8 @@ from .errors import InputError
 from .fsutil import owned_entries, record_outputs
 from .images import ImageSource, list_images, open_image
 from .overlay import write_photo_overlay, write_slide_overlay
-from .tiling import merge_tiles, suppress_nested, tile_grid
+from .regions import in_region, read_regions, touches_any
+from .tiling import Tile, merge_tiles, suppress_nested, tile_grid
 
 if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itself needs neither
     from .detector import Detector
@@ -36,18 +38,56 @@ class ImageCount:
     overlay: list[str] = field(default_factory=list)
     edge: str = DEFAULT_EDGE.value  # which cells cut by the image edge are counted (see edges.py)
     origin: tuple[float, float] = (0.0, 0.0)  # level-0 pixel QuPath calls (0, 0): an OpenSlide slide's bounds
+    mpp: float | None = None  # micrometres per pixel (given, or read from the file); None: units are pixels
+    regions: list[RegionCount] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(zip(self.names, map(int, self.detections.counts(len(self.names)))))
+
+    @property
+    def area_px(self) -> float:
+        return float(self.width * self.height)
+
+
+@dataclass
+class RegionCount:
+    """The cells whose box centre lies in one region."""
+
+    name: str
+    names: list[str]
+    detections: Detections
+    area_px: float
 
     @property
     def counts(self) -> dict[str, int]:
         return dict(zip(self.names, map(int, self.detections.counts(len(self.names)))))
 
 
+def area_mm2(area_px: float, mpp: float | None) -> float | None:
+    return None if mpp is None else round(area_px * mpp * mpp / 1e6, 6)
+
+
+def sizes(d: Detections, names: list[str], mpp: float | None) -> dict[str, dict[str, object] | None]:
+    """Per class, the median and interquartile range of box diameters (mean of width and height), in micrometres
+    when the scale is known, else in pixels."""
+    per = 1.0 if mpp is None else mpp
+    diam = ((d.xyxy[:, 2] - d.xyxy[:, 0]) + (d.xyxy[:, 3] - d.xyxy[:, 1])) / 2 * per if len(d) else np.zeros(0)
+    out: dict[str, dict[str, object] | None] = {}
+    for k, n in enumerate(names):
+        v = diam[d.cls == k] if len(d) else diam
+        out[n] = None if not len(v) else {"median": round(float(np.median(v)), 2),
+                                          "iqr": [round(float(q), 2) for q in np.percentile(v, [25, 75])]}
+    return out
+
+
 def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
-                 progress: bool = True) -> tuple[Detections, int]:
-    """Whole-image inference for photos; overlapping tiles, merged, for anything larger than TILE_ABOVE tiles."""
+                 progress: bool = True, needed: Callable[[Tile], bool] | None = None) -> tuple[Detections, int]:
+    """Whole-image inference for photos; overlapping tiles, merged, for anything larger than TILE_ABOVE tiles.
+    `needed` picks the tiles worth reading (e.g. those touching a region); the others are never read."""
     if not tile or (src.width <= tile * TILE_ABOVE and src.height <= tile * TILE_ABOVE):
         return suppress_nested(detector([src.read(0, 0, src.width, src.height)])[0]), 1
-    grid = tile_grid(src.width, src.height, tile, overlap)
+    grid = [t for t in tile_grid(src.width, src.height, tile, overlap) if needed is None or needed(t)]
     per_tile = []
     with tqdm(total=len(grid), desc=f"{src.path.name} tiles", unit="tile", disable=not progress) as bar:
         for i in range(0, len(grid), detector.batch):
@@ -73,8 +113,12 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
 
 def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
                  out: Path | None = None, progress: bool = True, edge: EdgeRule | str = DEFAULT_EDGE,
+                 mpp: float | None = None, regions: Path | None = None,
                  ) -> tuple[list[ImageCount], list[InputError]]:
-    """Count every image under the `edge` rule; a bad file is reported and the rest are still counted."""
+    """Count every image under the `edge` rule; a bad file is reported and the rest are still counted.
+
+    `mpp` (micrometres per pixel) overrides the scale an image's file records. With `regions` (a GeoJSON file of
+    polygons), cells are also counted per region, and tiles that touch no region are never read."""
     edge = EdgeRule(edge)
     results: list[ImageCount] = []
     errors: list[InputError] = []
@@ -90,10 +134,20 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
             errors.append(e)
             continue
         try:
-            d, n_tiles = detect_image(src, detector, tile, overlap, progress)
+            origin = getattr(src, "origin", (0.0, 0.0))
+            try:
+                areas = read_regions(regions, src.width, src.height, origin) if regions is not None else None
+            except InputError as e:  # regions that do not fit this image: reported, the other images counted
+                errors.append(e)
+                continue
+            reach = tile * overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
+            needed = (lambda t: touches_any(areas, t.x, t.y, t.w, t.h, reach)) if areas else None
+            d, n_tiles = detect_image(src, detector, tile, overlap, progress, needed)
             d = apply_edge_rule(d, edge, src.width, src.height)
             result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value,
-                                origin=getattr(src, "origin", (0.0, 0.0)))
+                                origin=origin, mpp=mpp if mpp is not None else getattr(src, "mpp", None))
+            result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
+                              for r in areas or []]
             if out is not None:
                 files_out: tuple[Path, ...]
                 if n_tiles > 1:

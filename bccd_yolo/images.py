@@ -102,6 +102,7 @@ class PhotoSource:
 
     path: Path
     array: np.ndarray
+    mpp: float | None = None  # micrometres per pixel, where the file records it
 
     @property
     def width(self) -> int:
@@ -163,6 +164,7 @@ class TiledTiffSource:
     def __init__(self, path: Path, tif, page):
         self.path, self._tif, self._page = path, tif, page
         self.width, self.height = page.imagewidth, page.imagelength
+        self.mpp = tiff_mpp(page)
         self._tw, self._th = page.tilewidth, page.tilelength
         self._across = math.ceil(self.width / self._tw)
 
@@ -195,6 +197,8 @@ class OpenSlideSource:
         self.path, self._slide = path, slide
         props = slide.properties  # QuPath shows a slide from its bounds origin (QuPath issue 820)
         self.origin = (float(props.get("openslide.bounds-x", 0) or 0), float(props.get("openslide.bounds-y", 0) or 0))
+        mpp = props.get("openslide.mpp-x")
+        self.mpp = float(mpp) if mpp else None
         self.width, self.height = slide.dimensions
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -202,6 +206,19 @@ class OpenSlideSource:
 
     def close(self) -> None:
         self._slide.close()
+
+
+def tiff_mpp(page) -> float | None:
+    """Micrometres per pixel from a TIFF page's XResolution and ResolutionUnit (inch or centimetre), if recorded."""
+    tags = page.tags
+    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+        return None
+    unit = int(tags["ResolutionUnit"].value)
+    value = tags["XResolution"].value
+    per_unit = value[0] / value[1] if isinstance(value, tuple) else float(value)
+    if unit not in (2, 3) or per_unit <= 0:
+        return None  # 1: no absolute unit
+    return round((25400.0 if unit == 2 else 10000.0) / per_unit, 6)
 
 
 def _open_tiff(path: Path) -> ImageSource:
@@ -216,11 +233,12 @@ def _open_tiff(path: Path) -> ImageSource:
         return TiledTiffSource(path, tif, page)
     try:
         array = to_rgb8(tif.series[0].levels[0].asarray())
+        mpp = tiff_mpp(page)
     except Exception as e:
         raise InputError(path, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from None
     finally:
         tif.close()
-    return PhotoSource(path, array)
+    return PhotoSource(path, array, mpp)
 
 
 def _open_openslide(path: Path) -> ImageSource:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .counting import area_mm2, sizes
 from .edges import DEFAULT_EDGE
 from .errors import InputError
 from .fsutil import atomic_write_text
@@ -44,6 +45,13 @@ def ratios(counts: dict[str, int], names: list[str]) -> dict[str, dict | None]:
     return out
 
 
+def scaled(counts: dict[str, int], area_px: float, mpp: float | None) -> dict[str, object]:
+    """Scale, analysed area and cells per mm^2 (null without a scale: then sizes are in pixels)."""
+    mm2 = area_mm2(area_px, mpp)
+    return {"mpp": mpp, "units": "um" if mpp is not None else "px", "area_px": round(area_px, 1), "area_mm2": mm2,
+            "per_mm2": {n: round(c / mm2, 1) for n, c in counts.items()} if mm2 else None}
+
+
 def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
     return {n: sum(r.counts[n] for r in results) for n in names}
 
@@ -60,7 +68,10 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
         "images": [
             {
                 "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles,
-                "counts": r.counts, "ratios": ratios(r.counts, names), "overlay": r.overlay,
+                "counts": r.counts, "ratios": ratios(r.counts, names), **scaled(r.counts, r.area_px, r.mpp),
+                "sizes": sizes(r.detections, names, r.mpp), "overlay": r.overlay,
+                **({"regions": [{"name": g.name, "counts": g.counts, "ratios": ratios(g.counts, names),
+                                 **scaled(g.counts, g.area_px, r.mpp)} for g in r.regions]} if r.regions else {}),
                 "detections": [
                     {"class": names[c], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
                     for b, s, c in zip(r.detections.xyxy, r.detections.score, r.detections.cls)
@@ -81,14 +92,24 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     thr = ";".join(f"{n}={v:g}" for n, v in detector.thresholds.by_class.items())
     w = csv.writer(buf, lineterminator="\n")
     ratio_cols = [c for k in ratio_keys for c in (k, f"{k}_ci95_low", f"{k}_ci95_high")]
-    w.writerow(["path", "width", "height", *names, *ratio_cols, "thresholds", "edge_rule"])
-    for r in results:
-        rt = ratios(r.counts, names)
-        cells = []
+    w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "area_mm2",
+                *(f"{n}_per_mm2" for n in names), "thresholds", "edge_rule"])
+
+    def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float) -> list:
+        rt = ratios(counts, names)
+        cells: list = []
         for k in ratio_keys:
             v = rt[k]
             cells += ["", "", ""] if v is None else [v["value"], *v["ci95"]]
-        w.writerow([r.path, r.width, r.height, *(r.counts[n] for n in names), *cells, thr, r.edge])
+        mm2 = area_mm2(area_px, r.mpp)
+        return [r.path, region, r.width, r.height, *(counts[n] for n in names), *cells,
+                "" if r.mpp is None else r.mpp, "" if mm2 is None else mm2,
+                *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), thr, r.edge]
+
+    for r in results:
+        w.writerow(row(r, "", r.counts, r.area_px))
+        for g in r.regions:
+            w.writerow(row(r, g.name, g.counts, g.area_px))
     return buf.getvalue()
 
 
