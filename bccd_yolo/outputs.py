@@ -124,7 +124,20 @@ def table(results: list[ImageCount], names: list[str]) -> str:
                        for k in ratio_keys)])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([fmt(heads), *(fmt(r) for r in rows)])
+    lines = [fmt(heads), *(fmt(r) for r in rows)]
+    for r in results:
+        for label, counts, area in [("", r.counts, r.area_px), *((f" / {g.name}", g.counts, g.area_px) for g in r.regions)]:
+            if r.regions or r.mpp is not None:
+                lines.append(f"{Path(r.path).name}{label}: " + scale_line(counts, area, r.mpp, names))
+    return "\n".join(lines)
+
+
+def scale_line(counts: dict[str, int], area_px: float, mpp: float | None, names: list[str]) -> str:
+    mm2 = area_mm2(area_px, mpp)
+    if mm2 is None:
+        return f"{area_px:,.0f} px^2 (no scale: give --mpp for mm^2 and micrometres)"
+    dens = ", ".join(f"{n} {counts[n] / mm2:,.0f}" for n in names)
+    return f"{mm2:.4f} mm^2 at {mpp:g} um/px; cells per mm^2: {dens}"
 
 
 def to_geojson(result: ImageCount, colours: dict[str, tuple[int, int, int]],
