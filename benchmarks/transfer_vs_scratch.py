@@ -70,8 +70,16 @@ def summarize(args: argparse.Namespace) -> None:
             "seconds_to_target": round(reach["time"]) if reach else None,
             "time_ratio_vs_scratch": round(reach["time"] / scratch_time, 2) if reach else None,
         })
-    if args.test:
-        from bccd_yolo.evaluate import evaluate_ap  # noqa: F401  (test AP of each arm's best.pt)
+    if args.test:  # test AP per class of each arm's best.pt (selected on val by Ultralytics' fitness)
+        import tempfile
+
+        from bccd_yolo.yolo.validate import validate
+
+        for row in rows:
+            best_pt = Path(args.project) / row["arm"] / "weights" / "best.pt"
+            ap = validate(best_pt, args.data, "test", ["RBC", "WBC", "Platelets"], args.imgsz, 0.001, 0.7,
+                          Path(tempfile.mkdtemp()), "val", plots=False).set_index("class")["ap50"]
+            row.update({f"test_{k}": round(float(v), 3) for k, v in ap.items()})
     print(f"target: scratch's best val mAP50 {target:.3f}; the study's time ratio {STUDY_RATIO:.2f}")
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))

@@ -102,3 +102,12 @@ def test_the_shipped_calibration_is_replaced_only_on_request(mini_bccd, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "shipped model's calibration" in err and "--overwrite" in err
     assert thresholds_path(SHIPPED_WEIGHTS).read_bytes() == before
+
+
+def test_a_flat_optimum_gives_its_middle_not_its_edge():
+    """One cell per image scored 0.9 and a stray box at 0.15: every threshold from 0.16 to 0.90 counts exactly;
+    the middle of that plateau (0.53) is chosen, not its lower edge (0.16), which other photos upset first."""
+    d = [Detections(np.zeros((2, 4), np.float32), np.array([0.9, 0.15], np.float32), np.array([0, 0]))] * 5
+    cal = calibrate_thresholds(d, np.ones((5, 1), int), ["WBC"])
+    flat = [t for t in GRID if 0.15 < t <= 0.9]
+    assert cal.thresholds["WBC"] == pytest.approx(flat[(len(flat) - 1) // 2]) and 0.5 <= cal.thresholds["WBC"] <= 0.55
