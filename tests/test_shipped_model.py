@@ -45,9 +45,10 @@ def test_wbc_count_matches_the_annotations_on_test_images(detector, bccd_dataset
 def test_tiled_canvas_count_matches_one_by_one_counts(detector, bccd_dataset):
     """Test photos pasted at uneven offsets: counted in tiles vs one by one.
 
-    Measured with the shipped model over four canvases: RBC +4.3 %, WBC 0 %, platelets +9 % (8 of 86);
-    the merge itself is exact (test_tiling); what remains is the model scoring cells near the
-    pasted photos' borders differently inside a tile than at an image border.
+    Tolerance from `benchmarks/tiled_agreement.py` on the shipped model (4 canvases, README): the largest
+    per-canvas difference was 4.7 % for RBC (16 of 341) and 1 WBC and 3 platelets; so max(3 cells, 5 %). What
+    remains is the model scoring cells near a pasted photo's border differently inside a tile than at an image
+    border; the merge itself is exact (test_tiling). A merge that kept duplicates would add ~40 % in the overlaps.
     """
     files = sorted((bccd_dataset / "images" / "test").glob("*.jpg"))
     canvas, placed = paste_canvas(files[0::2] + files, 3400, 2400, seed=0)
@@ -55,4 +56,4 @@ def test_tiled_canvas_count_matches_one_by_one_counts(detector, bccd_dataset):
     tiled, n_tiles = detect_image(PhotoSource(Path("canvas.png"), canvas), detector, progress=False)
     assert n_tiles > 1 and len(placed) >= 15
     for name, t, o in zip(detector.names, tiled.counts(3), one_by_one):
-        assert abs(int(t) - int(o)) <= max(3, 0.06 * o), (name, tiled.counts(3), one_by_one)
+        assert abs(int(t) - int(o)) <= max(3, 0.05 * o), (name, tiled.counts(3), one_by_one)
