@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -68,12 +68,12 @@ def area_mm2(area_px: float, mpp: float | None) -> float | None:
     return None if mpp is None else round(area_px * mpp * mpp / 1e6, 6)
 
 
-def sizes(d: Detections, names: list[str], mpp: float | None) -> dict[str, dict[str, object] | None]:
+def sizes(d: Detections, names: list[str], mpp: float | None) -> dict[str, dict[str, Any] | None]:
     """Per class, the median and interquartile range of box diameters (mean of width and height), in micrometres
     when the scale is known, else in pixels."""
     per = 1.0 if mpp is None else mpp
     diam = ((d.xyxy[:, 2] - d.xyxy[:, 0]) + (d.xyxy[:, 3] - d.xyxy[:, 1])) / 2 * per if len(d) else np.zeros(0)
-    out: dict[str, dict[str, object] | None] = {}
+    out: dict[str, dict[str, Any] | None] = {}
     for k, n in enumerate(names):
         v = diam[d.cls == k] if len(d) else diam
         out[n] = None if not len(v) else {"median": round(float(np.median(v)), 2),

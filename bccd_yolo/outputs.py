@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .counting import area_mm2, sizes
+from .detections import Detections
 from .edges import DEFAULT_EDGE
 from .errors import InputError
 from .fsutil import atomic_write_text
@@ -92,24 +93,31 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     thr = ";".join(f"{n}={v:g}" for n, v in detector.thresholds.by_class.items())
     w = csv.writer(buf, lineterminator="\n")
     ratio_cols = [c for k in ratio_keys for c in (k, f"{k}_ci95_low", f"{k}_ci95_high")]
+    size_cols = [f"{n}_size_{q}" for n in names for q in ("median", "q1", "q3")]
     w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "area_mm2",
-                *(f"{n}_per_mm2" for n in names), "thresholds", "edge_rule"])
+                *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule"])
 
-    def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float) -> list:
+    def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float, d: Detections) -> list:
         rt = ratios(counts, names)
         cells: list = []
         for k in ratio_keys:
             v = rt[k]
             cells += ["", "", ""] if v is None else [v["value"], *v["ci95"]]
         mm2 = area_mm2(area_px, r.mpp)
+        size = sizes(d, names, r.mpp)
+        size_cells: list = []
+        for n in names:
+            s = size[n]
+            size_cells += ["", "", ""] if s is None else [s["median"], *s["iqr"]]
         return [r.path, region, r.width, r.height, *(counts[n] for n in names), *cells,
                 "" if r.mpp is None else r.mpp, "" if mm2 is None else mm2,
-                *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), thr, r.edge]
+                *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), *size_cells,
+                "um" if r.mpp is not None else "px", thr, r.edge]
 
     for r in results:
-        w.writerow(row(r, "", r.counts, r.area_px))
+        w.writerow(row(r, "", r.counts, r.area_px, r.detections))
         for g in r.regions:
-            w.writerow(row(r, g.name, g.counts, g.area_px))
+            w.writerow(row(r, g.name, g.counts, g.area_px, g.detections))
     return buf.getvalue()
 
 
@@ -126,9 +134,15 @@ def table(results: list[ImageCount], names: list[str]) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     lines = [fmt(heads), *(fmt(r) for r in rows)]
     for r in results:
-        for label, counts, area in [("", r.counts, r.area_px), *((f" / {g.name}", g.counts, g.area_px) for g in r.regions)]:
+        for label, counts, area, d in [("", r.counts, r.area_px, r.detections),
+                                       *((f" / {g.name}", g.counts, g.area_px, g.detections) for g in r.regions)]:
             if r.regions or r.mpp is not None:
-                lines.append(f"{Path(r.path).name}{label}: " + scale_line(counts, area, r.mpp, names))
+                unit = "um" if r.mpp is not None else "px"
+                size = sizes(d, names, r.mpp)
+                diam = "; ".join(f"{n} {s['median']} [{s['iqr'][0]}-{s['iqr'][1]}]" for n in names
+                                 if (s := size[n]) is not None)
+                lines.append(f"{Path(r.path).name}{label}: " + scale_line(counts, area, r.mpp, names)
+                             + (f"; diameter median [IQR] {unit}: {diam}" if diam else ""))
     return "\n".join(lines)
 
 

@@ -106,6 +106,12 @@ def test_scale_from_tiff_tags_or_given(slide):
     d = r.detections.subset(r.detections.cls == 0)
     diam = ((d.xyxy[:, 2] - d.xyxy[:, 0]) + (d.xyxy[:, 3] - d.xyxy[:, 1])) / 2
     assert image["sizes"]["RBC"]["median"] == pytest.approx(float(np.median(diam)) * 0.25, abs=0.01)
+    import csv
+    import io
+
+    row = next(csv.DictReader(io.StringIO(to_csv([r], Meta()))))
+    assert float(row["RBC_size_median"]) == image["sizes"]["RBC"]["median"] and row["size_units"] == "um"
+    assert float(row["RBC_size_q1"]) <= float(row["RBC_size_median"]) <= float(row["RBC_size_q3"])
     (g,), _ = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False, mpp=0.5)
     given = to_json([g], Meta(), [])["images"][0]
     assert given["mpp"] == 0.5 and given["area_mm2"] == pytest.approx(4 * image["area_mm2"])

@@ -240,3 +240,38 @@ report._plot_threshold_curves({{"RBC": curve}}, ["RBC"], {{"default": {{"RBC": 0
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert (tmp_path / "t.png").stat().st_size > 1000 and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_predicting_a_split_closes_every_image_it_opens(tmp_path, monkeypatch):
+    """A split of tiled TIFFs (open file handles): every source is closed, also when detection fails."""
+    import tifffile
+
+    import bccd_yolo.images as images
+    from bccd_yolo.detections import Detections
+    from bccd_yolo.evaluate import GroundTruth, predict_split
+
+    opened = []
+    real = images.open_image
+
+    def tracking(path):
+        src = real(path)
+        opened.append(src)
+        return src
+
+    monkeypatch.setattr(images, "open_image", tracking)
+    gts = []
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"{i}.tif", np.zeros((300, 300, 3), np.uint8), tile=(256, 256), photometric="rgb")
+        gts.append(GroundTruth(tmp_path / f"{i}.tif", 300, 300, Detections.empty()))
+
+    class Stub:
+        names, batch = ["RBC"], 1
+
+        def __call__(self, ims, threshold=True):
+            if len(opened) == 3:
+                raise RuntimeError("the third image breaks the model")
+            return [Detections.empty() for _ in ims]
+
+    with pytest.raises(RuntimeError):
+        predict_split(Stub(), gts, progress=False)
+    assert len(opened) == 3 and all(src._tif.filehandle.closed for src in opened)
