@@ -59,12 +59,13 @@ def test_count_refuses_json_and_csv_folders_before_loading_a_model(tmp_path, cap
 
 
 def test_help_is_fast_shows_defaults_and_loads_no_torch():
-    code = ("import sys, time; t = time.perf_counter(); from bccd_yolo.cli import build_parser; "
-            "build_parser().format_help(); print(time.perf_counter() - t, 'torch' in sys.modules)")
+    # CPU time of the process (imports included), not wall time: other jobs on a busy machine do not count
+    code = ("import sys, time; from bccd_yolo.cli import build_parser; "
+            "build_parser().format_help(); print(time.process_time(), 'torch' in sys.modules)")
     seconds, torch_loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout.split()
     assert torch_loaded == "False"
-    assert float(seconds) < 0.5  # torch and Ultralytics alone take 1.5-2 s to import here
+    assert float(seconds) < 0.5  # the interpreter and all imports; torch and Ultralytics alone take 1.5-2 s here
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "bccd_yolo", "count", "--help"], capture_output=True, text=True, check=True)
     assert time.perf_counter() - start < 3  # the whole interpreter; generous for a loaded CI machine
