@@ -28,13 +28,17 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def draw_detections(im: Image.Image, d: Detections, names: list[str], offset=(0, 0), line: int = 2) -> None:
     """Draw boxes and scores onto `im`, whose top-left pixel is `offset` in image coordinates."""
     draw = ImageDraw.Draw(im)
-    font = _font(max(10, 6 * line))
+    size = max(10, 6 * line)
+    font = _font(size)
     ox, oy = offset
     for (x1, y1, x2, y2), s, c in zip(d.xyxy, d.score, d.cls):
         rgb = colour(names[c], int(c))
         box = [x1 - ox, y1 - oy, x2 - ox, y2 - oy]
         draw.rectangle(box, outline=rgb, width=line)
-        draw.text((box[0], box[1] - 1), f"{s:.2f}", fill=rgb, font=font, anchor="lb")
+        if box[1] - size - 1 >= 0:  # score above the box; inside it where the box touches the top edge
+            draw.text((box[0], box[1] - 1), f"{s:.2f}", fill=rgb, font=font, anchor="lb")
+        else:
+            draw.text((box[0] + line + 1, box[1] + line + 1), f"{s:.2f}", fill=rgb, font=font, anchor="lt")
 
 
 def draw_legend(im: Image.Image, counts: dict[str, int], names: list[str], scale: int = 1) -> None:

@@ -304,3 +304,12 @@ def test_geojson_per_input_matches_the_json_detections(photos, tiny_weights, tmp
             assert shape(f["geometry"]).is_valid
             assert shape(f["geometry"]).bounds == pytest.approx(tuple(d["box"]), abs=0.06)  # JSON rounds to 0.1
             assert f["properties"]["classification"]["name"] == d["class"]
+
+
+def test_a_box_at_the_top_edge_has_its_score_inside():
+    im = Image.new("RGB", (120, 80), (255, 255, 255))
+    det = Detections(np.array([[10, 0, 80, 60]], np.float32), np.array([0.9], np.float32), np.array([0]))
+    draw_detections(im, det, ["RBC"], line=2)
+    a = np.asarray(im)
+    inside = a[3:20, 13:45]
+    assert (np.abs(inside.astype(int) - CLASS_COLOURS["RBC"]).max(axis=2) < 60).sum() > 10  # the score's red digits
