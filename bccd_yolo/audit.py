@@ -24,6 +24,7 @@ from .detections import Detections
 from .edges import EDGE_MARGIN
 from .errors import InputError
 from .fsutil import check_output_dir, staged_dir
+from .labels import boxes_as_detections
 from .matching import match
 from .overlay import _font, colour, line_width
 from .voc import ImageAnnotation, VocLayout, parse_annotation
@@ -56,17 +57,9 @@ class AuditResult:
         return "\n".join(rows)
 
 
-def labels_as_detections(ann: ImageAnnotation, names: list[str]) -> tuple[Detections, list[int]]:
-    """The annotation's boxes of the model's classes, and which of its boxes they are."""
-    keep = [i for i, b in enumerate(ann.boxes) if b.name in names]
-    xyxy = np.array([[ann.boxes[i].x1, ann.boxes[i].y1, ann.boxes[i].x2, ann.boxes[i].y2] for i in keep], np.float32)
-    cls = np.array([names.index(ann.boxes[i].name) for i in keep], np.int64)
-    return Detections(xyxy.reshape(-1, 4), np.ones(len(keep), np.float32), cls), keep
-
-
 def audit_image(ann: ImageAnnotation, found: Detections, names: list[str], iou: float = AUDIT_IOU) -> list[Finding]:
     """Proposals (unmatched detections, best score first) and unmatched annotations of one image."""
-    truth, _ = labels_as_detections(ann, names)
+    truth = boxes_as_detections(ann.boxes, names)
     m = match(found, truth, iou)
     out: list[Finding] = []
     order = [i for i in np.argsort(-found.score, kind="stable") if not m.pred[i]]

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .detections import Detections
 from .errors import InputError
 from .fsutil import check_output_dir, staged_dir
-from .labels import read_yolo_boxes, yolo_label_lines
+from .labels import boxes_as_detections, read_yolo_boxes, yolo_label_lines
 from .matching import match
 from .voc import Box, Defect, ImageAnnotation, VocLayout, parse_annotation, raw_class_names, read_split_list
 
@@ -156,12 +155,6 @@ def data_yaml_text(names: tuple[str, ...], labels: LabelDiff | None = None) -> s
     )
 
 
-def _as_detections(boxes: list[Box], names: tuple[str, ...]) -> Detections:
-    index = {n: i for i, n in enumerate(names)}
-    xyxy = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float32).reshape(-1, 4)
-    return Detections(xyxy, np.ones(len(boxes), np.float32), np.array([index[b.name] for b in boxes], np.int64))
-
-
 class OtherLabels:
     """A second annotation set for the same photos: VOC XML (`Annotations/` or a folder of .xml) or YOLO .txt."""
 
@@ -250,7 +243,7 @@ def convert(
                         kept_paths.append(xml_path)
                     continue
                 boxes, more = other.read(own)
-                m = match(_as_detections(boxes, spec.names), _as_detections(own.boxes, spec.names), DIFF_IOU)
+                m = match(boxes_as_detections(boxes, spec.names), boxes_as_detections(own.boxes, spec.names), DIFF_IOU)
                 for k, n in enumerate(spec.names):
                     mine = np.array([b.name == n for b in boxes], bool)
                     theirs = np.array([b.name == n for b in own.boxes], bool)

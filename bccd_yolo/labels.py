@@ -21,6 +21,13 @@ def yolo_label_lines(ann: ImageAnnotation, names: tuple[str, ...]) -> list[str]:
     ]
 
 
+def boxes_as_detections(boxes: list[Box], names: tuple[str, ...] | list[str]) -> Detections:
+    """Named pixel boxes as Detections (score 1), class indices in `names` order; boxes of other classes are left out."""
+    kept = [b for b in boxes if b.name in names]
+    xyxy = np.array([[b.x1, b.y1, b.x2, b.y2] for b in kept], np.float32).reshape(-1, 4)
+    return Detections(xyxy, np.ones(len(kept), np.float32), np.array([list(names).index(b.name) for b in kept], np.int64))
+
+
 def read_yolo_rows(path: Path) -> np.ndarray:
     """(n, 5) rows of class, cx, cy, w, h; an absent or empty file has none."""
     if not Path(path).is_file() or not Path(path).stat().st_size:

@@ -193,6 +193,6 @@ def write_reports(results: list[ImageCount], detector: Detector, errors: list[In
         from .overlay import colour
 
         colours = {n: colour(n, i) for i, n in enumerate(detector.names)}
+        paths = geojson_paths(results, geojson)
         for r in results:
-            path = geojson_paths(results, geojson)[r.path]
-            atomic_write_text(path, json.dumps(to_geojson(r, colours, r.origin)) + "\n")
+            atomic_write_text(paths[r.path], json.dumps(to_geojson(r, colours, r.origin)) + "\n")
