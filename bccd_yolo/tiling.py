@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
+from .matching import overlap_areas
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: float) -> list[Tile]:
 
 def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over the smaller box, for every pair of rows of a (n, 4) and b (m, 4)."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    inter, area_a, area_b = overlap_areas(a, b)
     return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
 
 
