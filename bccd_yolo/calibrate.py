@@ -53,6 +53,22 @@ def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[
     return Calibration(thresholds, maes, biases)
 
 
+def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
+    """The model's scale (see scale.py) from the red cells of the data's train split, as a sidecar record."""
+    from .evaluate import load_ground_truth
+    from .scale import RBC_DIAMETER_UM, model_scale
+
+    if "RBC" not in names:
+        return None
+    gts = load_ground_truth(info, "train")
+    try:
+        scale, n = model_scale(((g.boxes, g.width, g.height) for g in gts), names.index("RBC"), imgsz)
+    except ValueError:
+        return None
+    return {**scale.as_dict(), "from": f"median of {n} whole red cells in the train split's labels, taken as "
+                                      f"{RBC_DIAMETER_UM} um across; the model saw them at {imgsz} px"}
+
+
 def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
               device: str | None = None, progress: bool = True, overwrite: bool = False) -> tuple[Path, dict]:
     """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary.
@@ -82,7 +98,8 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
-    write_sidecar(sidecar, cal.thresholds, {"split": split, "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "imgsz": detector.imgsz,
-                                 "default_conf": DEFAULT_CONF, "count_mae": summary,
+    scale = training_scale(info, names, detector.train_imgsz)
+    write_sidecar(sidecar, cal.thresholds, {"scale": scale, "split": split, "data": os.path.relpath(data, sidecar.parent),
+                                 "images": len(gts), "imgsz": detector.imgsz, "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary

@@ -61,6 +61,19 @@ def tile_size(text: str) -> int:
     return value
 
 
+def mpp_spec(text: str) -> float | str:
+    """`auto` or micrometres per pixel within MPP_RANGE."""
+    from .scale import MPP_RANGE
+
+    if text == "auto":
+        return text
+    return float_in(*MPP_RANGE, " micrometres per pixel, or auto")(text)
+
+
+def as_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def conf_spec(text: str) -> float | dict[str, float]:
     """`0.3` or `RBC=0.5,WBC=0.3` as a number or per-class numbers; class names are checked once the model loads."""
     from .thresholds import parse_conf
@@ -154,14 +167,15 @@ def cmd_count(args: argparse.Namespace) -> int:
     detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                         device=args.device, batch=args.batch, max_det=args.max_det, quiet=args.quiet)
     results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
-                                   progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions)
-    print(f"model {weights} ({args.backend}); thresholds {detector.thresholds.source}: "
+                                   progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions,
+                                   skip_background=not args.all_tiles)
+    print(f"model {weights} ({detector.backend}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
         print(table(results, detector.names))
-    write_reports(results, detector, errors, args.json, args.csv, args.geojson)
+    write_reports(results, detector, errors, args.json, args.csv, args.geojson, args.tile, args.overlap)
     for e in errors:
-        print(f"bccd-yolo count: error: {e}", file=sys.stderr)
+        print(f"bccd-yolo count: error: {e.render(as_flag)}", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -298,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_darknet)
 
-    from .counting import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_ABOVE
+    from .counting import DEFAULT_OVERLAP, TILE_ABOVE
     from .edges import DEFAULT_EDGE, EdgeRule
 
     p = sub.add_parser("count", formatter_class=HelpFormatter, help="count RBC, WBC and platelets in images, folders and slides")
@@ -309,9 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the model's calibrated thresholds, else 0.25)")
     p.add_argument("--iou", type=UNIT, default=0.7, help="NMS IoU threshold")
     p.add_argument("--max-det", type=POSITIVE, default=300, help="most detections per image or tile")
-    p.add_argument("--imgsz", type=IMGSZ, default=None, help="network input size (default: the model's training size)")
-    p.add_argument("--tile", type=tile_size, default=DEFAULT_TILE,
-                   help=f"tile size in pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles")
+    p.add_argument("--imgsz", type=IMGSZ, default=None,
+                   help="network input size (default: the model's training size); another size shows every input "
+                        "that much smaller or larger to the model (faster or finer, at its accuracy's cost)")
+    p.add_argument("--tile", type=tile_size, default=None,
+                   help=f"tile edge in input pixels for images over {TILE_ABOVE} tiles wide or high; 0 never tiles "
+                        "(default: the network's input size at the model's scale). Tiles are resampled to the model's "
+                        "scale, so the size trades speed and memory, not counts")
     p.add_argument("--overlap", type=float_in(0, 0.9), default=DEFAULT_OVERLAP, help="tile overlap, a fraction of --tile")
     p.add_argument("--edge", choices=[r.value for r in EdgeRule], default=DEFAULT_EDGE.value,
                    help="cells cut by the image edge: all counts every cell seen (as complete labels annotate them); "
@@ -320,9 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for overlay pictures")
     p.add_argument("--json", type=Path, default=None, help="write counts and detections as JSON")
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
-    p.add_argument("--mpp", type=float_in(0.01, 10), default=None,
-                   help="micrometres per pixel of the inputs (default: what the file records, e.g. TIFF resolution or "
-                        "OpenSlide mpp; without a scale, areas and sizes are in pixels)")
+    p.add_argument("--mpp", type=mpp_spec, default=None,
+                   help="micrometres per pixel of the inputs, or auto to estimate it from the red cells (default: what "
+                        "the file records, e.g. TIFF resolution or OpenSlide mpp, else the model's training scale). "
+                        "Inputs are resampled to the model's scale; a scale the red cells contradict by over 25 %% "
+                        "is warned about")
     p.add_argument("--regions", type=Path, default=None,
                    help="GeoJSON of polygons (QuPath annotation export): counts, ratios and densities per region, cells "
                         "assigned by box centre; tiles touching no region are not read")
@@ -330,8 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QuPath-importable detections: a .geojson file for one input, else a folder of <name>.geojson")
     p.add_argument("--device", default=None, help="cpu or a GPU index")
     p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: ONNX Runtime (exported once and cached beside the weights)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
+                   help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
+                        "GPU. onnx and openvino are exported once and cached beside the weights")
+    p.add_argument("--all-tiles", action="store_true",
+                   help="predict every tile of a slide, also those of bare background (skipped by default: a "
+                        "low-resolution read finds where stained cells can be)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
 
@@ -419,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as e:
-        print(f"bccd-yolo {args.command}: error: {e.render(lambda n: '--' + n.replace('_', '-'))}", file=sys.stderr)
+        print(f"bccd-yolo {args.command}: error: {e.render(as_flag)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"bccd-yolo {args.command}: terminated", file=sys.stderr)

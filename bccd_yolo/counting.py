@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -13,17 +15,20 @@ from .detections import Detections
 from .edges import DEFAULT_EDGE, EdgeRule, apply_edge_rule
 from .errors import InputError
 from .fsutil import owned_entries, record_outputs
-from .images import ImageSource, list_images, open_image
+from .images import ImageSource, list_images, open_image, read_scaled
 from .overlay import write_photo_overlay, write_slide_overlay
 from .regions import in_region, read_regions, touches_any
+from .scale import DISAGREE, MIN_CELLS, Scale, disagreement, mpp_from_cells, whole_cell_diameters
 from .tiling import Tile, merge_tiles, suppress_nested, tile_grid
+
+LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itself needs neither
     from .detector import Detector
 
-DEFAULT_TILE = 640  # BCCD's frame width: tiles show cells at the scale the model was trained on
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
-MIN_TILE = 64  # smaller tiles see too little around a cell (and a 1 px tile would mean millions of tiles)
+MIN_TILE = 64  # px at the model's scale: smaller tiles see too little around a cell (and mean millions of tiles)
+MERGE_FLOOR = 0.5  # of a class's threshold: tile views scoring less never enter the merge
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
 
@@ -38,7 +43,10 @@ class ImageCount:
     overlay: list[str] = field(default_factory=list)
     edge: str = DEFAULT_EDGE.value  # which cells cut by the image edge are counted (see edges.py)
     origin: tuple[float, float] = (0.0, 0.0)  # level-0 pixel QuPath calls (0, 0): an OpenSlide slide's bounds
-    mpp: float | None = None  # micrometres per pixel (given, or read from the file); None: units are pixels
+    mpp: float | None = None  # micrometres per pixel the image was counted at; None: no scale known, units are pixels
+    mpp_source: str | None = None  # given, file, auto or model
+    tile: int = 0  # tile edge in input pixels
+    tiles_skipped: int = 0  # tiles of bare background never predicted
     regions: list[RegionCount] = field(default_factory=list)
 
     @property
@@ -81,23 +89,97 @@ def sizes(d: Detections, names: list[str], mpp: float | None) -> dict[str, dict[
     return out
 
 
-def detect_image(src: ImageSource, detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
-                 progress: bool = True, needed: Callable[[Tile], bool] | None = None) -> tuple[Detections, int]:
-    """Whole-image inference for photos; overlapping tiles, merged, for anything larger than TILE_ABOVE tiles.
-    `needed` picks the tiles worth reading (e.g. those touching a region); the others are never read."""
+def tile_pixels(detector: Detector, mpp: float | None, tile: int | None) -> int:
+    """The tile edge in input pixels: `tile` as given, or the network's input size (`imgsz` px at the model's
+    scale, the view it was trained on) converted to this input's pixels. 0: never tile."""
+    if tile is not None:
+        return tile
+    return max(1, round(detector.imgsz / detector.factor(mpp)))
+
+
+@dataclass
+class TileReport:
+    """What tiled counting did with an image's tiles."""
+
+    predicted: int = 0
+    skipped: int = 0  # tiles of bare background (see foreground.py), never predicted
+
+
+def detect_image(src: ImageSource, detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
+                 progress: bool = True, needed: Callable[[Tile], bool] | None = None,
+                 mpp: float | None = None, skip_background: bool = True,
+                 report: TileReport | None = None) -> tuple[Detections, int]:
+    """Detections in image pixels and the number of tiles predicted, with the image seen at the model's scale
+    whatever its size or the tile size.
+
+    The input (at `mpp` um/px; None: the model's photo scale) is resampled to the model's scale. Photos up to
+    TILE_ABOVE tiles are predicted whole; larger images as overlapping tiles of `tile` input pixels, merged.
+    `needed` picks the tiles worth reading (e.g. those touching a region); with `skip_background`, tiles of
+    bare glass are not predicted either. Tiles are read on a background thread while the network runs."""
+    report = report if report is not None else TileReport()
+    f = detector.factor(mpp)
+    tile = tile_pixels(detector, mpp, tile)
+    if tile and tile * f < MIN_TILE:
+        raise InputError(src.path, f"a {tile} px tile is {tile * f:.0f} px at the model's scale; the least is "
+                                   f"{MIN_TILE} (raise {{tile}} or check {{mpp}})", option="tile")
     if not tile or (src.width <= tile * TILE_ABOVE and src.height <= tile * TILE_ABOVE):
-        return suppress_nested(detector([src.read(0, 0, src.width, src.height)])[0]), 1
+        whole = Tile(0, 0, 0, 0, src.width, src.height)
+        report.predicted = 1
+        return suppress_nested(_predict(src, [whole], detector, f, threshold=True)[0]), 1
     grid = [t for t in tile_grid(src.width, src.height, tile, overlap) if needed is None or needed(t)]
+    if skip_background and len(grid) > 1:
+        from .foreground import foreground
+
+        fg = foreground(src)
+        if fg is not None:
+            kept = [t for t in grid if fg.touches(t.x, t.y, t.w, t.h)]
+            report.skipped = len(grid) - len(kept)
+            grid = kept
+    report.predicted = len(grid)
     per_tile = []
+    # Views scoring under half their class's threshold are dropped before merging: they are not cells in any
+    # tile, and as members of a cell they would hold their tile's place in it (see merge_tiles).
+    floor = [MERGE_FLOOR * detector.thresholds.by_class[n] for n in detector.names]
+    batches = [grid[i : i + detector.batch] for i in range(0, len(grid), detector.batch)]
     with tqdm(total=len(grid), desc=f"{src.path.name} tiles", unit="tile", disable=not progress) as bar:
-        for i in range(0, len(grid), detector.batch):
-            batch = grid[i : i + detector.batch]
-            found = detector([src.read(t.x, t.y, t.w, t.h) for t in batch], threshold=False)
-            per_tile += [(t, suppress_nested(d).shifted(t.x, t.y)) for t, d in zip(batch, found)]
+        for batch, views in _read_ahead(src, batches, f):
+            found = _predict_views(batch, views, detector, threshold=False)
+            per_tile += [(t, suppress_nested(d.above(floor)).shifted(t.x, t.y)) for t, d in zip(batch, found)]
             bar.update(len(batch))
     # Threshold after merging: a cell cut by a tile edge can score above the threshold while the
     # neighbour's whole view of it scores below; matched first, the whole view decides.
-    return detector.thresholds.keep(merge_tiles(per_tile, src.width, src.height), detector.names), len(grid)
+    merged = merge_tiles(per_tile, src.width, src.height, margin=max(2.0, 2.0 / f))  # 2 px at the model's scale
+    return detector.thresholds.keep(merged, detector.names), len(grid)
+
+
+def _read(src: ImageSource, tiles: list[Tile], f: float) -> list[np.ndarray]:
+    return [read_scaled(src, t.x, t.y, t.w, t.h, f) for t in tiles]
+
+
+def _read_ahead(src: ImageSource, batches: list[list[Tile]], f: float) -> Iterator[tuple[list[Tile], list[np.ndarray]]]:
+    """Each batch with its views, the next batch read (decoded, resampled) on a thread while this one is used:
+    decoding and resizing release the GIL, so they overlap the network. One batch ahead bounds the memory."""
+    if not batches:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="tile-reader") as pool:
+        ahead = pool.submit(_read, src, batches[0], f)
+        for i, batch in enumerate(batches):
+            views = ahead.result()
+            if i + 1 < len(batches):
+                ahead = pool.submit(_read, src, batches[i + 1], f)
+            yield batch, views
+
+
+def _predict_views(tiles: list[Tile], views: list[np.ndarray], detector: Detector, threshold: bool) -> list[Detections]:
+    """Views at the model's scale predicted at that size; boxes back in tile pixels."""
+    found = detector(views, threshold=threshold, native=True)
+    return [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
+            for t, v, d in zip(tiles, views, found)]
+
+
+def _predict(src: ImageSource, tiles: list[Tile], detector: Detector, f: float, threshold: bool) -> list[Detections]:
+    """Tiles read and resampled by f to the model's scale, predicted at that size, boxes in tile pixels."""
+    return _predict_views(tiles, _read(src, tiles, f), detector, threshold)
 
 
 def output_stems(files: list[Path]) -> dict[Path, str]:
@@ -111,14 +193,87 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
     return out
 
 
-def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
+AUTO = "auto"
+AUTO_TILES = 12  # tiles sampled, spread over the image, to estimate its scale from its red cells
+
+
+def _rbc_class(detector: Detector) -> int | None:
+    return detector.names.index("RBC") if "RBC" in detector.names else None
+
+
+def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None) -> tuple[float | None, int]:
+    """The scale of `src` from the red cells found on up to AUTO_TILES tiles, and how many cells it rests on.
+
+    Detection is best at the right scale, so a first estimate made at the `assumed` scale (the file's or the
+    model's) is refined by a second pass at that estimate when the two differ by more than 10 %."""
+    k = _rbc_class(detector)
+    if detector.scale is None or k is None:
+        return None, 0
+    estimate, n = None, 0
+    for _ in range(2):
+        tile = tile_pixels(detector, assumed, None)
+        grid = tile_grid(src.width, src.height, tile, 0.0)
+        picks = [grid[round(i)] for i in np.linspace(0, len(grid) - 1, min(AUTO_TILES, len(grid)))]
+        f = detector.factor(assumed)
+        sizes = []
+        for t, d in zip(picks, _predict(src, picks, detector, f, threshold=True)):
+            sizes.append(whole_cell_diameters(suppress_nested(d), k, t.w, t.h))
+        found = np.concatenate(sizes)
+        n, estimate = len(found), mpp_from_cells(found, detector.scale)
+        if estimate is None:
+            return None, n
+        if assumed is not None and disagreement(estimate, assumed) <= 0.10:
+            break
+        assumed = estimate
+    return estimate, n
+
+
+def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -> Scale | None:
+    """An input's scale: `mpp` as given, `auto` (from its red cells), the file's, else the model's photo scale.
+    None when no scale is known at all (a model calibrated before scales were recorded, and no other source)."""
+    read = getattr(src, "mpp", None)
+    if mpp == AUTO:
+        assumed = read if read is not None else (detector.scale.photo_mpp if detector.scale else None)
+        estimate, n = estimate_scale(src, detector, assumed)
+        if estimate is not None:
+            LOGGER.info("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
+            return Scale(round(estimate, 6), AUTO)
+        LOGGER.warning("%s: --mpp auto found %d whole red cells (needs %d); using the %s scale", src.path, n,
+                       MIN_CELLS, "file's" if read is not None else "model's")
+        mpp = None
+    if isinstance(mpp, (int, float)):
+        return Scale(float(mpp), "given")
+    if read is not None:
+        return Scale(float(read), "file")
+    if detector.scale is not None:
+        return Scale(detector.scale.photo_mpp, "model")
+    return None
+
+
+def check_scale(path: str, d: Detections, scale: Scale | None, detector: Detector, width: int, height: int) -> None:
+    """Warn when the red cells counted say the image's scale is off by more than DISAGREE from the one used."""
+    k = _rbc_class(detector)
+    if scale is None or scale.source == AUTO or detector.scale is None or k is None:
+        return
+    sizes = whole_cell_diameters(d, k, width, height)
+    implied = mpp_from_cells(sizes, detector.scale)
+    if implied is not None and disagreement(implied, scale.mpp) > DISAGREE:
+        LOGGER.warning("%s: counted at %.4f um/px (%s), but its %d red cells measure as if at %.4f um/px; "
+                       "if cells look too small or large, pass --mpp or --mpp auto", path, scale.mpp,
+                       {"given": "--mpp", "file": "from the file", "model": "the model's scale"}[scale.source],
+                       len(sizes), implied)
+
+
+def count_images(paths: list[Path], detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
                  out: Path | None = None, progress: bool = True, edge: EdgeRule | str = DEFAULT_EDGE,
-                 mpp: float | None = None, regions: Path | None = None,
+                 mpp: float | str | None = None, regions: Path | None = None, skip_background: bool = True,
                  ) -> tuple[list[ImageCount], list[InputError]]:
     """Count every image under the `edge` rule; a bad file is reported and the rest are still counted.
 
-    `mpp` (micrometres per pixel) overrides the scale an image's file records. With `regions` (a GeoJSON file of
-    polygons), cells are also counted per region, and tiles that touch no region are never read."""
+    `mpp` (micrometres per pixel, or "auto" to estimate it from the red cells) overrides the scale an image's
+    file records; `tile` is in input pixels (None: the network's input size at the model's scale). With
+    `regions` (a GeoJSON file of polygons), cells are also counted per region, and tiles that touch no region
+    are never read."""
     edge = EdgeRule(edge)
     results: list[ImageCount] = []
     errors: list[InputError] = []
@@ -140,12 +295,23 @@ def count_images(paths: list[Path], detector: Detector, tile: int = DEFAULT_TILE
             except InputError as e:  # regions that do not fit this image: reported, the other images counted
                 errors.append(e)
                 continue
-            reach = tile * overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
+            scale = image_scale(src, detector, mpp)
+            used_mpp = scale.mpp if scale else None
+            tile_px = tile_pixels(detector, used_mpp, tile)
+            reach = tile_px * overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
             needed = (lambda t: touches_any(areas, t.x, t.y, t.w, t.h, reach)) if areas else None
-            d, n_tiles = detect_image(src, detector, tile, overlap, progress, needed)
+            tiles = TileReport()
+            try:
+                d, n_tiles = detect_image(src, detector, tile_px, overlap, progress, needed, used_mpp,
+                                          skip_background, tiles)
+            except InputError as e:
+                errors.append(e)
+                continue
+            check_scale(str(path), d, scale, detector, src.width, src.height)
             d = apply_edge_rule(d, edge, src.width, src.height)
             result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value,
-                                origin=origin, mpp=mpp if mpp is not None else getattr(src, "mpp", None))
+                                origin=origin, mpp=used_mpp, mpp_source=scale.source if scale else None,
+                                tile=tile_px, tiles_skipped=tiles.skipped)
             result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
                               for r in areas or []]
             if out is not None:

@@ -38,6 +38,14 @@ class Detections:
     def shifted(self, dx: float, dy: float) -> "Detections":
         return Detections(self.xyxy + np.array([dx, dy, dx, dy], np.float32), self.score, self.cls)
 
+    def scaled(self, sx: float, sy: float) -> "Detections":
+        return Detections(self.xyxy * np.array([sx, sy, sx, sy], np.float32), self.score, self.cls)
+
+    def clipped(self, width: float, height: float) -> "Detections":
+        """Boxes clipped to the image (0, 0)-(width, height)."""
+        limit = np.array([width, height, width, height], np.float32)
+        return Detections(np.clip(self.xyxy, 0, limit).astype(np.float32), self.score, self.cls)
+
     def counts(self, n_classes: int) -> np.ndarray:
         return np.bincount(self.cls, minlength=n_classes)[:n_classes]
 

@@ -204,8 +204,42 @@ class OpenSlideSource:
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         return to_rgb8(np.asarray(self._slide.read_region((x, y), 0, (w, h)).convert("RGB")))
 
+    def read_scaled(self, x: int, y: int, w: int, h: int, factor: float) -> np.ndarray:
+        """The region resampled by `factor`, read from the pyramid level closest above the target resolution."""
+        level = self._slide.get_best_level_for_downsample(1 / factor) if factor < 1 else 0
+        ds = float(self._slide.level_downsamples[level])
+        lw, lh = max(1, math.ceil(w / ds)), max(1, math.ceil(h / ds))
+        region = to_rgb8(np.asarray(self._slide.read_region((x, y), level, (lw, lh)).convert("RGB")))
+        return resize(region, scaled_size(w, h, factor))
+
     def close(self) -> None:
         self._slide.close()
+
+
+def scaled_size(w: int, h: int, factor: float) -> tuple[int, int]:
+    """(width, height) of a w x h region resampled by `factor`."""
+    return max(1, round(w * factor)), max(1, round(h * factor))
+
+
+def resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB array resampled to (width, height): pixel-area averaging to shrink, bilinear to enlarge (as Ultralytics
+    loads its training images)."""
+    import cv2
+
+    if (a.shape[1], a.shape[0]) == size:
+        return a
+    shrink = size[0] < a.shape[1]
+    return cv2.resize(a, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def read_scaled(src: ImageSource, x: int, y: int, w: int, h: int, factor: float) -> np.ndarray:
+    """Region (x, y, w, h) of `src` resampled by `factor` (pyramidal slides read from their best level)."""
+    if abs(factor - 1) < 1e-9:
+        return src.read(x, y, w, h)
+    reader = getattr(src, "read_scaled", None)
+    if reader is not None:
+        return reader(x, y, w, h, factor)
+    return resize(src.read(x, y, w, h), scaled_size(w, h, factor))
 
 
 def tiff_mpp(page) -> float | None:

@@ -57,7 +57,9 @@ def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
     return {n: sum(r.counts[n] for r in results) for n in names}
 
 
-def to_json(results: list[ImageCount], detector: Detector, errors: list[InputError]) -> dict:
+def to_json(results: list[ImageCount], detector: Detector, errors: list[InputError], tile: int | None = None,
+            overlap: float | None = None) -> dict:
+    """Everything counted; `tile` and `overlap` as asked (per image, `tile` is the edge in its own pixels)."""
     names = detector.names
     total = totals(results, names)
     return {
@@ -66,9 +68,12 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
         "thresholds": detector.thresholds.by_class,
         "thresholds_source": detector.thresholds.source,
         "edge_rule": results[0].edge if results else DEFAULT_EDGE.value,
+        "model_mpp": detector.scale.mpp if detector.scale else None,
+        "tile": tile, "overlap": overlap,
         "images": [
             {
-                "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles,
+                "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles, "tiles_skipped": r.tiles_skipped, "tile": r.tile,
+                "mpp_source": r.mpp_source,
                 "counts": r.counts, "ratios": ratios(r.counts, names), **scaled(r.counts, r.area_px, r.mpp),
                 "sizes": sizes(r.detections, names, r.mpp), "overlay": r.overlay,
                 **({"regions": [{"name": g.name, "counts": g.counts, "ratios": ratios(g.counts, names),
@@ -94,7 +99,7 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     w = csv.writer(buf, lineterminator="\n")
     ratio_cols = [c for k in ratio_keys for c in (k, f"{k}_ci95_low", f"{k}_ci95_high")]
     size_cols = [f"{n}_size_{q}" for n in names for q in ("median", "q1", "q3")]
-    w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "area_mm2",
+    w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "mpp_source", "area_mm2",
                 *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule"])
 
     def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float, d: Detections) -> list:
@@ -110,7 +115,7 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
             s = size[n]
             size_cells += ["", "", ""] if s is None else [s["median"], *s["iqr"]]
         return [r.path, region, r.width, r.height, *(counts[n] for n in names), *cells,
-                "" if r.mpp is None else r.mpp, "" if mm2 is None else mm2,
+                "" if r.mpp is None else r.mpp, r.mpp_source or "", "" if mm2 is None else mm2,
                 *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), *size_cells,
                 "um" if r.mpp is not None else "px", thr, r.edge]
 
@@ -136,7 +141,7 @@ def table(results: list[ImageCount], names: list[str]) -> str:
     for r in results:
         for label, counts, area, d in [("", r.counts, r.area_px, r.detections),
                                        *((f" / {g.name}", g.counts, g.area_px, g.detections) for g in r.regions)]:
-            if r.regions or r.mpp is not None:
+            if r.regions or (r.mpp is not None and r.mpp_source != "model"):
                 unit = "um" if r.mpp is not None else "px"
                 size = sizes(d, names, r.mpp)
                 diam = "; ".join(f"{n} {s['median']} [{s['iqr'][0]}-{s['iqr'][1]}]" for n in names
@@ -184,9 +189,10 @@ def geojson_paths(results: list[ImageCount], target: Path) -> dict[str, Path]:
 
 
 def write_reports(results: list[ImageCount], detector: Detector, errors: list[InputError], json_path: Path | None,
-                  csv_path: Path | None, geojson: Path | None = None) -> None:
+                  csv_path: Path | None, geojson: Path | None = None, tile: int | None = None,
+                  overlap: float | None = None) -> None:
     if json_path:
-        atomic_write_text(json_path, json.dumps(to_json(results, detector, errors), indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(to_json(results, detector, errors, tile, overlap), indent=1) + "\n")
     if csv_path:
         atomic_write_text(csv_path, to_csv(results, detector))
     if geojson:

@@ -11,6 +11,7 @@ from typing import Any, Union
 from .detections import Detections
 from .errors import InputError
 from .fsutil import atomic_write_text
+from .scale import ModelScale
 
 LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ def read_sidecar(sidecar: Path, names: list[str]) -> dict[str, float]:
         else:
             LOGGER.warning("%s: class %r is not one of the model's (%s); ignored", sidecar, n, ", ".join(names))
     return known
+
+
+def read_model_scale(weights: Path) -> ModelScale | None:
+    """The scale recorded in a model's sidecar by calibrate; None for models calibrated before scales existed."""
+    sidecar = thresholds_path(weights)
+    if not sidecar.is_file():
+        return None
+    try:
+        rec = json.loads(sidecar.read_text()).get("scale")
+        return None if rec is None else ModelScale(float(rec["mpp"]), float(rec["photo_mpp"]), float(rec["rbc_px"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(sidecar, "scale is not {\"mpp\": um/px, \"photo_mpp\": um/px, \"rbc_px\": px}") from None
 
 
 def write_sidecar(path: Path, thresholds: dict[str, float], meta: dict[str, Any]) -> None:

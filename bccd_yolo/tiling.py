@@ -1,11 +1,11 @@
-"""Sliced inference geometry and the merge of detections where neighbouring tiles overlap.
+"""Sliced inference geometry, and the merge of the views overlapping tiles give of one cell.
 
-The merge never compares boxes across the whole slide: only the boxes of two neighbouring
-tiles that lie in those tiles' shared strip are compared, by intersection over the smaller box
-(a cell cut by a tile edge is a partial box inside the whole one). Ranked whole before partial
-and then by score, each kept box removes the other tile's duplicates; they are dropped rather
-than fused, because fusing joins touching cells. Cost grows with the number of tiles, not with
-the square of the number of cells.
+Boxes are compared only with boxes near them (a spatial hash), by intersection over the smaller box: a
+cell cut by a tile edge is a partial box inside the whole one. Views of one cell are joined into one cell,
+never two boxes of one tile (touching cells one tile separated stay separate), and the cell keeps its best
+whole view; duplicates are dropped, not fused, because fusing joins touching cells. Only a cell that no
+tile saw whole (larger than the overlap) gets the extent of its parts. Cost grows with the number of
+cells, not with its square.
 """
 
 from __future__ import annotations
@@ -53,24 +53,29 @@ def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 NESTED_IOS = 0.8  # same-class boxes overlapping this much of the smaller one are one cell
 
 
+SAME_BOX_IOU = 0.7  # boxes of different classes this alike are one object labelled twice (Ultralytics' NMS IoU)
+
+
 def suppress_nested(d: Detections, ios: float = NESTED_IOS) -> Detections:
     """One cell, one box: drop a box whose intersection with a higher-scoring box of its class covers at least `ios`
-    of the smaller box. Ultralytics' NMS (IoU 0.7) leaves such nested pairs; IoS removes them while touching cells,
-    which overlap little, stay apart. In the complete labels of 181 train/val photos only 18 of 47,890 same-class
-    pairs of real cells overlap this much (0.1 per photo). Meant for one image or one tile (an N x N within it)."""
+    of the smaller box, and a box that a higher-scoring box of another class matches at IoU >= SAME_BOX_IOU (one
+    object, two labels: Ultralytics' NMS is per class). NMS (IoU 0.7) leaves nested pairs; IoS removes them while
+    touching cells, which overlap little, stay apart. In the complete labels of 181 train/val photos only 18 of
+    47,890 same-class pairs of real cells overlap this much (0.1 per photo). Meant for one image or one tile."""
     if len(d) < 2:
         return d
-    keep = np.ones(len(d), bool)
-    for c in np.unique(d.cls):
-        idx = np.flatnonzero(d.cls == c)
-        idx = idx[np.argsort(-d.score[idx], kind="stable")]
-        m = ios_matrix(d.xyxy[idx], d.xyxy[idx])
-        alive = np.ones(len(idx), bool)
-        for i in range(len(idx)):
-            if alive[i]:
-                later = np.arange(len(idx)) > i
-                alive[later & (m[i] >= ios)] = False
-        keep[idx[~alive]] = False
+    order = np.argsort(-d.score, kind="stable")
+    inter, area, _ = overlap_areas(d.xyxy[order], d.xyxy[order])
+    same = d.cls[order][:, None] == d.cls[order][None, :]
+    smaller = np.minimum(area[:, None], area[None, :])
+    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    dup = np.where(same, inter / np.maximum(smaller, 1e-9) >= ios, iou >= SAME_BOX_IOU)
+    alive = np.ones(len(d), bool)
+    for i in range(len(d)):
+        if alive[i]:
+            alive[i + 1 :] &= ~dup[i, i + 1 :]
+    keep = np.zeros(len(d), bool)
+    keep[order[alive]] = True
     return d.subset(keep)
 
 
@@ -85,56 +90,99 @@ def cut_by_tile_edge(d: Detections, t: Tile, width: int, height: int, margin: fl
     )
 
 
-def _in_rect(d: Detections, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
-    return (d.xyxy[:, 0] < x2) & (d.xyxy[:, 2] > x1) & (d.xyxy[:, 1] < y2) & (d.xyxy[:, 3] > y1)
+def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, ios: float = 0.5,
+                margin: float = 2.0) -> Detections:
+    """Detections of all tiles (image coordinates), one box per cell.
+
+    Boxes of different tiles are views of one cell when they overlap by `ios` of the smaller box and are of one
+    class, or when one is cut by its tile's edge and lies (NESTED_IOS) in a larger whole box of the other (a cut
+    cell can look like another class: half a white cell like a platelet). Views are joined strongest first (by IoU) into cells
+    that never hold two boxes of one tile (one tile's touching cells stay apart); chains of views join, so a
+    cell larger than the overlap, seen in parts by three tiles, is still one cell. Each cell keeps its best
+    whole view (whole before cut, then score); a cell no tile saw whole gets the extent of its parts.
+    Candidates come from a spatial hash of box centres: cost grows with the cells, not their square."""
+    parts = [(t, suppress_nested(d)) for t, d in tiles]
+    parts = [(t, d) for t, d in parts if len(d)]
+    if not parts:
+        return Detections.empty()
+    d = Detections.concat([p for _, p in parts])
+    tile_of = np.concatenate([np.full(len(p), k) for k, (_, p) in enumerate(parts)])
+    cut = np.concatenate([cut_by_tile_edge(p, t, width, height, margin) for t, p in parts])
+    edges = _same_cell_pairs(d, tile_of, cut, ios)
+    cell = _join(edges, tile_of)
+    keep = np.zeros(len(d), bool)
+    xyxy = d.xyxy.copy()
+    order = np.lexsort((-d.score, cut))  # whole before cut, then by score
+    seen: set[int] = set()
+    for i in order:
+        root = cell[i]
+        if root in seen:
+            continue
+        seen.add(root)
+        keep[i] = True
+        if cut[i]:  # no whole view: the union of the parts
+            members = np.flatnonzero(cell == root)
+            xyxy[i] = [*d.xyxy[members, :2].min(axis=0), *d.xyxy[members, 2:].max(axis=0)]
+    kept = np.flatnonzero(keep)
+    return Detections(xyxy[kept], d.score[kept], d.cls[kept])
 
 
-def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, ios: float = 0.5) -> Detections:
-    """Detections of all tiles (image coordinates) with cross-tile duplicates removed."""
-    by_pos = {(t.row, t.col): k for k, (t, _) in enumerate(tiles)}
-    partial = [cut_by_tile_edge(d, t, width, height) for t, d in tiles]
-    keep = [np.ones(len(d), bool) for _, d in tiles]
-    for k, (t, d) in enumerate(tiles):
-        for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):
-            j = by_pos.get((t.row + dr, t.col + dc))
-            if j is None:
+def _same_cell_pairs(d: Detections, tile_of: np.ndarray, cut: np.ndarray, ios: float) -> list[tuple[float, int, int]]:
+    """(strength, i, j) for every pair of boxes of different tiles that are views of one cell; strength is the
+    IoU, plus 1 for boxes of one class."""
+    # Buckets at least as large as the largest box (overlapping boxes then have centres in adjacent buckets),
+    # and large enough to hold ~16 boxes each on average, so that numpy, not Python, does most of the work.
+    extent = d.xyxy[:, 2:].max(axis=0) - d.xyxy[:, :2].min(axis=0)
+    size = max(float((d.xyxy[:, 2:] - d.xyxy[:, :2]).max()), 4 * float(np.sqrt(extent.prod() / len(d))), 1.0)
+    centres = (d.xyxy[:, :2] + d.xyxy[:, 2:]) / 2
+    keys = np.floor(centres / size).astype(np.int64)
+    buckets: dict[tuple[int, int], np.ndarray] = {}
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    bounds = np.flatnonzero(np.any(np.diff(keys[order], axis=0) != 0, axis=1)) + 1
+    for group in np.split(order, bounds):
+        buckets[(int(keys[group[0], 0]), int(keys[group[0], 1]))] = group
+    pairs: list[tuple[float, int, int]] = []
+    for (bx, by), ia in buckets.items():
+        for dx, dy in ((0, 0), (1, -1), (1, 0), (1, 1), (0, 1)):
+            ib = buckets.get((bx + dx, by + dy))
+            if ib is None:
                 continue
-            u, e = tiles[j]
-            ox1, oy1, ox2, oy2 = max(t.x, u.x), max(t.y, u.y), min(t.x + t.w, u.x + u.w), min(t.y + t.h, u.y + u.h)
-            if ox2 <= ox1 or oy2 <= oy1:
-                continue
-            ia = np.flatnonzero(_in_rect(d, ox1, oy1, ox2, oy2))
-            ib = np.flatnonzero(_in_rect(e, ox1, oy1, ox2, oy2))
-            if not len(ia) or not len(ib):
-                continue
-            m = ios_matrix(d.xyxy[ia], e.xyxy[ib])
-            m[d.cls[ia][:, None] != e.cls[ib][None, :]] = 0
-            _resolve_pairs(m, ios, (k, ia, d), (j, ib, e), partial, keep)
-    return Detections.concat([d.subset(kp) for (_, d), kp in zip(tiles, keep)])
+            inter, area_a, area_b = overlap_areas(d.xyxy[ia], d.xyxy[ib])
+            m = inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+            same_class = d.cls[ia][:, None] == d.cls[ib][None, :]
+            # a cut box inside a whole box (smaller than it): one cell whatever the classes say
+            cut_in_whole = (cut[ia][:, None] & ~cut[ib][None, :] & (area_a[:, None] <= area_b[None, :])) | (
+                ~cut[ia][:, None] & cut[ib][None, :] & (area_b[None, :] <= area_a[:, None]))
+            ok = ((m >= ios) & same_class) | ((m >= NESTED_IOS) & cut_in_whole)
+            ok &= tile_of[ia][:, None] != tile_of[ib][None, :]
+            if dx == dy == 0:
+                ok &= np.triu(np.ones_like(ok), 1)
+            r, c = np.nonzero(ok)
+            iou = inter[r, c] / np.maximum(area_a[r] + area_b[c] - inter[r, c], 1e-9)
+            # views of one class join first: a cut piece must not take a neighbouring cell's place in a tile
+            strength = iou + same_class[r, c]
+            pairs += zip(strength.tolist(), ia[r].tolist(), ib[c].tolist())
+    return pairs
 
 
-def _resolve_pairs(m, thr, side_a, side_b, partial, keep) -> None:
-    """Cross-tile suppression in one shared strip: boxes ranked whole before partial, then by score;
-    each box still kept removes the other tile's boxes of its class that overlap it (intersection
-    over the smaller box >= thr). Boxes of the same tile never suppress each other, so touching
-    cells that one tile separated stay separate."""
-    (ka, ia, da), (kb, ib, db) = side_a, side_b
-    ranked = sorted(
-        [(0, r) for r in range(len(ia))] + [(1, c) for c in range(len(ib))],
-        key=lambda sc: (
-            not (partial[ka][ia[sc[1]]] if sc[0] == 0 else partial[kb][ib[sc[1]]]),
-            float(da.score[ia[sc[1]]] if sc[0] == 0 else db.score[ib[sc[1]]]),
-        ),
-        reverse=True,
-    )
-    for side, i in ranked:
-        if side == 0:
-            if not keep[ka][ia[i]]:
-                continue
-            for c in np.flatnonzero(m[i] >= thr):
-                keep[kb][ib[c]] = False
-        else:
-            if not keep[kb][ib[i]]:
-                continue
-            for r in np.flatnonzero(m[:, i] >= thr):
-                keep[ka][ia[r]] = False
+def _join(pairs: list[tuple[float, int, int]], tile_of: np.ndarray) -> np.ndarray:
+    """Union-find over the pairs, strongest first, never joining two cells that hold boxes of one tile.
+    Returns each box's cell (a root index)."""
+    parent = np.arange(len(tile_of))
+    tiles: dict[int, set[int]] = {i: {int(t)} for i, t in enumerate(tile_of)}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    for _, i, j in sorted(pairs, key=lambda p: -p[0]):
+        a, b = root(i), root(j)
+        if a == b or tiles[a] & tiles[b]:
+            continue
+        if len(tiles[a]) < len(tiles[b]):
+            a, b = b, a
+        parent[b] = a
+        tiles[a] |= tiles.pop(b)
+    return np.array([root(i) for i in range(len(tile_of))])

@@ -1,76 +1,196 @@
-"""Counting throughput: plain Ultralytics predict vs bccd-yolo count (torch and ONNX Runtime), and slides.
+"""Counting speed: photos vs plain Ultralytics predict, slides vs SAHI, per backend, in one run.
 
-Run by hand:  .venv/bin/python benchmarks/count_speed.py [--weights weights/bccd_yolov3_tiny.pt]
-All arms run in one process on the same files and weights, each after one warm-up image.
+    .venv/bin/python benchmarks/count_speed.py [--weights PT] [--side 10000] [--skip-process]
+
+Needs the bench extra (pip install -e '.[bench]': SAHI) and, for the openvino arm, OpenVINO. Arms:
+  photos   the 72 BCCD test photos: Ultralytics YOLO(weights).predict with its defaults, and bccd-yolo's
+           detect_image per backend; in-process, after one warm-up photo; photos/s.
+  covered  a canvas fully covered with test photos (3400 x 2400, 8.2 MP): bccd-yolo per backend vs SAHI
+           0.12.8's get_sliced_prediction on the same weights (640 px slices, overlap 0.4, imgsz 640, NMS by
+           intersection over the smaller box, the lowest of the model's thresholds); in-process, after
+           warm-up; MP/s.
+  process  a 10,000 x 10,000 PNG whose photos cover ~40 % (the rest plain background, as glass is), counted
+           as users run both: `bccd-yolo count` and a SAHI script (read, slice, predict), each a fresh
+           process; wall time and peak RSS.
+Writes benchmarks/results/count_speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bccd_yolo.counting import detect_image
-from bccd_yolo.detector import Detector, default_weights
-from bccd_yolo.images import PhotoSource, open_image
-from bccd_yolo.synthetic import paste_canvas
-from bccd_yolo.yolo import env as yolo_env
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "BCCD_Dataset" / "BCCD"
+BACKENDS = ("torch", "onnx", "openvino")
+
+SAHI_SCRIPT = """
+import sys, time
+from sahi import AutoDetectionModel
+from sahi.predict import get_sliced_prediction
+from PIL import Image
+Image.MAX_IMAGE_PIXELS = None
+weights, image, conf = sys.argv[1], sys.argv[2], float(sys.argv[3])
+model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=weights, confidence_threshold=conf,
+                                           device="cpu", image_size=640)
+r = get_sliced_prediction(image, model, slice_height=640, slice_width=640, overlap_height_ratio=0.4,
+                          overlap_width_ratio=0.4, postprocess_type="NMS", postprocess_match_metric="IOS",
+                          postprocess_match_threshold=0.5, verbose=0)
+print(len(r.object_prediction_list))
+"""
 
 
-def per_second(fn, n: int) -> float:
+def timed(fn):
     start = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - start)
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def sahi_model(weights: Path, conf: float):
+    from sahi import AutoDetectionModel
+
+    return AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(weights),
+                                              confidence_threshold=conf, device="cpu", image_size=640)
+
+
+def sahi_sliced(model, image: np.ndarray):
+    from sahi.predict import get_sliced_prediction
+
+    return get_sliced_prediction(Image.fromarray(image), model, slice_height=640, slice_width=640,
+                                 overlap_height_ratio=0.4, overlap_width_ratio=0.4, postprocess_type="NMS",
+                                 postprocess_match_metric="IOS", postprocess_match_threshold=0.5, verbose=0)
+
+
+PEAK = """
+import resource, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    {run}
+except SystemExit as e:
+    if e.code:
+        raise
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def run_process(cmd: list[str], module: bool) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB) of a fresh process running a module or a script, and its output."""
+    run = "runpy.run_module(sys.argv[0], run_name='__main__')" if module else "runpy.run_path(sys.argv[0], run_name='__main__')"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", PEAK.format(run=run), *cmd], capture_output=True, text=True,
+                         env={**os.environ, "TQDM_DISABLE": "1"})
+    seconds = time.perf_counter() - start
+    peak = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("PEAK_KB")]
+    if not peak:
+        raise RuntimeError(out.stderr[-2000:])
+    return seconds, int(peak[0]) / 1024, out.stdout
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, default=None)
-    ap.add_argument("--images", type=Path, default=Path("datasets/bccd/images/test"))
-    ap.add_argument("--slide", type=int, default=4096, help="side of the synthetic slide in pixels")
+    ap.add_argument("--side", type=int, default=10_000)
+    ap.add_argument("--skip-process", action="store_true", help="leave out the whole-process slide arm")
+    ap.add_argument("--backends", default=",".join(BACKENDS))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "count_speed.json")
     args = ap.parse_args()
+
+    from bccd_yolo.counting import detect_image
+    from bccd_yolo.detector import Detector, default_weights
+    from bccd_yolo.images import PhotoSource, open_image
+    from bccd_yolo.synthetic import paste_canvas
+    from bccd_yolo.yolo import env as yolo_env
+
     weights = args.weights or default_weights()
-    files = sorted(args.images.glob("*.jpg"))
+    backends = args.backends.split(",")
+    files = [SHARED / "JPEGImages" / f"{s}.jpg" for s in (SHARED / "ImageSets" / "Main" / "test.txt").read_text().split()]
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    res: dict = {"weights": str(weights), "cpus": os.cpu_count(), "threads": yolo_env.cpu_threads(), "photos": {},
+                 "covered": {}, "process": {}}
+
     from ultralytics import YOLO
 
-    rows = []
     plain = YOLO(str(weights))
     plain.predict(str(files[0]), verbose=False)
-    rows.append(("Ultralytics YOLO.predict (its default threads)", per_second(
-        lambda: [plain.predict(str(f), verbose=False) for f in files], len(files))))
-    import torch
+    _, s = timed(lambda: [plain.predict(str(f), verbose=False) for f in files])
+    res["photos"]["ultralytics predict"] = len(files) / s
+    detectors = {}
+    for b in backends:
+        det = detectors[b] = Detector(weights, backend=b, quiet=True)
+        detect_image(PhotoSource(files[0], photos[0]), det, progress=False)
+        counts, s = timed(lambda det=det: [detect_image(open_image(f), det, progress=False)[0].counts(3) for f in files])
+        res["photos"][f"bccd-yolo {b}"] = len(files) / s
+        res["photos"][f"bccd-yolo {b} counts"] = np.sum(counts, axis=0).tolist()
+        print(f"photos {b}: {len(files) / s:.1f}/s", flush=True)
 
-    torch_threads = torch.get_num_threads()
-    for backend in ("torch", "onnx"):
-        det = Detector(weights, backend=backend)
-        det([np.asarray(Image.open(files[0]).convert("RGB"))])
-
-        def run(det=det):
-            for f in files:
-                src = open_image(f)
-                detect_image(src, det, progress=False)
-
-        rows.append((f"bccd-yolo count, {backend} ({yolo_env.cpu_threads()} threads)", per_second(run, len(files))))
-    canvas, _ = paste_canvas(files * 10, args.slide, args.slide)
-    src = PhotoSource(Path("slide.png"), canvas)
+    canvas, placed = paste_canvas(files[0::2] + files, 3400, 2400, seed=0)
     mp = canvas.shape[0] * canvas.shape[1] / 1e6
-    slide_rows = []
-    for backend in ("torch", "onnx"):
-        det = Detector(weights, backend=backend)
-        start = time.perf_counter()
-        d, tiles = detect_image(src, det, progress=False)
-        slide_rows.append((backend, tiles, len(d), mp / (time.perf_counter() - start)))
-    print(f"\n{len(files)} BCCD test images, weights {weights}, torch threads at start {torch_threads}")
-    print(f"{'arm':<52} {'images/s':>9} {'vs plain':>9}")
-    for name, ips in rows:
-        print(f"{name:<52} {ips:>9.2f} {ips / rows[0][1]:>8.2f}x")
-    print(f"\nslide {args.slide}x{args.slide} ({mp:.1f} MP) of pasted test images, tiled")
-    print(f"{'backend':<8} {'tiles':>6} {'cells':>7} {'MP/s':>7}")
-    for backend, tiles, cells, mps in slide_rows:
-        print(f"{backend:<8} {tiles:>6} {cells:>7} {mps:>7.2f}")
+    src = PhotoSource(Path("covered.png"), canvas)
+    lowest = min(detectors[backends[0]].thresholds.by_class.values())
+    sahi = sahi_model(weights, lowest)
+    sahi_sliced(sahi, canvas[:1280, :1280])
+    r, s = timed(lambda: sahi_sliced(sahi, canvas))
+    res["covered"] = {"mp": mp, "sahi": {"mp_s": mp / s, "seconds": s, "boxes": len(r.object_prediction_list)}}
+    for b in backends:
+        detect_image(PhotoSource(Path("w.png"), canvas[:1280, :1280]), detectors[b], progress=False)
+        (d, n), s = timed(lambda b=b: detect_image(src, detectors[b], progress=False))
+        res["covered"][b] = {"mp_s": mp / s, "seconds": s, "tiles": n, "counts": d.counts(3).tolist()}
+        print(f"covered {b}: {mp / s:.2f} MP/s", flush=True)
+
+    if not args.skip_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            side = args.side
+            slide = np.full((side, side, 3), 232, np.uint8)
+            block, _ = paste_canvas(files * 40, round(side * 0.63), round(side * 0.63), seed=1)
+            y0 = (side - block.shape[0]) // 2
+            slide[y0 : y0 + block.shape[0], y0 : y0 + block.shape[1]] = block
+            covered = float((np.abs(slide.astype(int) - 232).max(axis=2) > 0).mean())
+            path = Path(tmp) / "slide.png"
+            Image.fromarray(slide).save(path, compress_level=1)
+            del slide, block
+            res["process"] = {"side": side, "covered": covered}
+            cli = ["bccd_yolo", "count", str(path), "--weights", str(weights), "--quiet"]
+            for b in backends:
+                s, peak, _ = run_process(cli + ["--backend", b], module=True)
+                res["process"][b] = {"seconds": s, "peak_mb": peak}
+                print(f"process {b}: {s:.1f} s, {peak:.0f} MB", flush=True)
+            script = Path(tmp) / "sahi_count.py"
+            script.write_text(SAHI_SCRIPT)
+            s, peak, out = run_process([str(script), str(weights), str(path), str(lowest)], module=False)
+            res["process"]["sahi"] = {"seconds": s, "peak_mb": peak, "boxes": int(out.split()[-3])}
+            print(f"process sahi: {s:.1f} s, {peak:.0f} MB", flush=True)
+
+    print(f"\n{len(files)} BCCD test photos, {weights.name}, {res['cpus']} CPUs")
+    base = res["photos"]["ultralytics predict"]
+    print(f"{'photos':<34} {'photos/s':>9} {'vs plain':>9}")
+    print(f"{'Ultralytics predict (defaults)':<34} {base:>9.1f} {1:>8.2f}x")
+    for b in backends:
+        v = res["photos"][f"bccd-yolo {b}"]
+        print(f"{'bccd-yolo count, ' + b:<34} {v:>9.1f} {v / base:>8.2f}x")
+    c = res["covered"]
+    print(f"\n{'covered canvas, ' + format(mp, '.1f') + ' MP':<34} {'MP/s':>9} {'vs SAHI':>9}")
+    print(f"{'SAHI 0.12.8':<34} {c['sahi']['mp_s']:>9.2f} {1:>8.2f}x")
+    for b in backends:
+        print(f"{'bccd-yolo, ' + b:<34} {c[b]['mp_s']:>9.2f} {c[b]['mp_s'] / c['sahi']['mp_s']:>8.2f}x")
+    if res["process"]:
+        p = res["process"]
+        label = f"{p['side']:,} px slide, {p['covered']:.0%} covered"
+        print(f"\n{label:<34} {'seconds':>9} {'vs SAHI':>9} {'peak MB':>9}")
+        print(f"{'SAHI 0.12.8 (script)':<34} {p['sahi']['seconds']:>9.1f} {1:>8.2f}x {p['sahi']['peak_mb']:>9.0f}")
+        for b in backends:
+            print(f"{'bccd-yolo count, ' + b:<34} {p[b]['seconds']:>9.1f} {p['sahi']['seconds'] / p[b]['seconds']:>8.2f}x "
+                  f"{p[b]['peak_mb']:>9.0f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, 
         slide[y : y + 480, x : x + 640] = t
     tifffile.imwrite(tmp_path / "slide.tif", slide, tile=(256, 256), photometric="rgb")
     code, _, err = run([tmp_path / "slide.tif", "--weights", tiny_weights, "--conf", LOW_CONF, "--imgsz", "64",
-                        "--tile", "512", "--out", tmp_path / "ov", "--json", tmp_path / "s.json"], capsys)
+                        "--tile", "640", "--out", tmp_path / "ov", "--json", tmp_path / "s.json"], capsys)
     assert code == 0, err
     report = json.loads((tmp_path / "s.json").read_text())["images"][0]
     assert report["tiles"] > 1 and (report["width"], report["height"]) == (1500, 1100) and report["detections"]

@@ -69,7 +69,7 @@ def test_help_is_fast_shows_defaults_and_loads_no_torch():
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "bccd_yolo", "count", "--help"], capture_output=True, text=True, check=True)
     assert time.perf_counter() - start < 3  # the whole interpreter; generous for a loaded CI machine
-    assert "(default: 640)" in out.stdout and "(default: 0.4)" in out.stdout and "(default: all)" in out.stdout
+    assert "(default: auto)" in out.stdout and "(default: 0.4)" in out.stdout and "(default: all)" in out.stdout
 
 
 def test_a_thresholds_sidecar_is_checked(tmp_path, tiny_weights, caplog):

@@ -18,7 +18,7 @@ from bccd_yolo.outputs import to_csv, to_json
 
 class Meta:  # what outputs need of a detector
     weights, backend, names = Path("blob"), "test", BlobDetector.names
-    thresholds = BlobDetector.thresholds
+    thresholds, scale = BlobDetector.thresholds, BlobDetector.scale
 
 
 def polygon(name, ring):
@@ -117,14 +117,35 @@ def test_scale_from_tiff_tags_or_given(slide):
     assert given["mpp"] == 0.5 and given["area_mm2"] == pytest.approx(4 * image["area_mm2"])
 
 
+class UnscaledBlob(BlobDetector):
+    """A model calibrated before scales were recorded."""
+
+    scale = None
+
+    def factor(self, mpp):
+        return 1.0
+
+
 def test_without_a_scale_units_are_pixels(tmp_path):
     from PIL import Image
 
     Image.fromarray(disc_canvas(300, 200, 5, seed=1)).save(tmp_path / "p.png")
-    (r,), _ = count_images([tmp_path / "p.png"], BlobDetector(), progress=False)
+    (r,), _ = count_images([tmp_path / "p.png"], UnscaledBlob(), progress=False)
     image = to_json([r], Meta(), [])["images"][0]
     assert image["mpp"] is None and image["units"] == "px" and image["area_mm2"] is None and image["per_mm2"] is None
-    assert image["area_px"] == 60000
+    assert image["area_px"] == 60000 and image["mpp_source"] is None
+
+
+def test_a_photo_without_its_own_scale_is_taken_at_the_models(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(disc_canvas(300, 200, 5, seed=1)).save(tmp_path / "p.png")
+    (r,), _ = count_images([tmp_path / "p.png"], BlobDetector(), progress=False)
+    report = to_json([r], Meta(), [], tile=None, overlap=0.4)
+    image = report["images"][0]
+    assert image["mpp"] == BlobDetector.scale.photo_mpp and image["mpp_source"] == "model"
+    assert report["model_mpp"] == BlobDetector.scale.mpp and report["overlap"] == 0.4 and report["tile"] is None
+    assert image["tile"] == BlobDetector.imgsz  # the network's input size at the model's scale, in its pixels
 
 
 def test_regions_file_errors_name_the_file(tmp_path):

@@ -265,9 +265,12 @@ def test_predicting_a_split_closes_every_image_it_opens(tmp_path, monkeypatch):
         gts.append(GroundTruth(tmp_path / f"{i}.tif", 300, 300, Detections.empty()))
 
     class Stub:
-        names, batch = ["RBC"], 1
+        names, batch, imgsz = ["RBC"], 1, 640
 
-        def __call__(self, ims, threshold=True):
+        def factor(self, mpp):
+            return 1.0
+
+        def __call__(self, ims, threshold=True, native=False):
             if len(opened) == 3:
                 raise RuntimeError("the third image breaks the model")
             return [Detections.empty() for _ in ims]

@@ -1,0 +1,51 @@
+"""Skipping bare background: tiles with no stained pixels are never predicted, and counts do not change (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from test_tiling import BlobDetector, disc_canvas
+
+from bccd_yolo.counting import TileReport, detect_image
+from bccd_yolo.foreground import foreground
+from bccd_yolo.images import PhotoSource
+
+
+def sparse_slide(seed=0):
+    """Three islands of discs on plain light-grey glass, most of a 4000 x 3000 slide empty."""
+    slide = np.full((3000, 4000, 3), 232, np.uint8)
+    for k, (x, y) in enumerate([(200, 300), (2600, 400), (1500, 2000)]):
+        island = disc_canvas(900, 700, 40, seed=seed + k, rmax=30)
+        island[(island == 255).all(axis=2)] = 232  # the islands' own background is glass too
+        slide[y : y + 700, x : x + 900] = island
+    return slide
+
+
+def test_counts_with_and_without_skipping_background_are_identical():
+    slide = PhotoSource(Path("s.png"), sparse_slide())
+    skipped, every = TileReport(), TileReport()
+    a, n_a = detect_image(slide, BlobDetector(), tile=400, overlap=0.3, progress=False, report=skipped)
+    b, n_b = detect_image(slide, BlobDetector(), tile=400, overlap=0.3, progress=False, skip_background=False, report=every)
+    assert a.counts(3).tolist() == b.counts(3).tolist() and len(a) > 100
+    assert sorted(map(tuple, a.xyxy.tolist())) == sorted(map(tuple, b.xyxy.tolist()))
+    # most of the slide is glass: most tiles are never predicted
+    assert every.skipped == 0 and skipped.skipped > every.predicted / 2 and n_a + skipped.skipped == n_b
+
+
+def test_a_photo_without_plain_background_is_not_masked():
+    covered = disc_canvas(1200, 900, 150, seed=5, rmax=40)
+    covered[(covered == 255).all(axis=2)] = (225, 180, 190)  # pink plasma between the cells, as in a smear photo
+    assert foreground(PhotoSource(Path("c.png"), covered)) is None
+    glass = np.full((900, 1200, 3), 232, np.uint8)
+    assert foreground(PhotoSource(Path("g.png"), glass)) is None  # nothing to tell apart
+
+
+def test_the_mask_marks_where_the_cells_are():
+    slide = sparse_slide()
+    fg = foreground(PhotoSource(Path("s.png"), slide))
+    assert fg is not None
+    assert fg.touches(200, 300, 900, 700) and not fg.touches(1200, 1200, 300, 300)
+    # every coloured pixel of the slide falls in the mask
+    ys, xs = np.nonzero((slide.max(axis=2).astype(int) - slide.min(axis=2)) > 50)
+    assert fg.mask[(ys * fg.scale).astype(int), (xs * fg.scale).astype(int)].all()

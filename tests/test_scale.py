@@ -1,0 +1,151 @@
+"""Scale: the model's, an input's (given, read, estimated), tiles resampled to it, and the options (no torch)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_tiling import BlobDetector, disc_canvas
+
+from bccd_yolo.cli import main
+from bccd_yolo.counting import count_images, detect_image, estimate_scale
+from bccd_yolo.detections import Detections
+from bccd_yolo.errors import InputError
+from bccd_yolo.images import PhotoSource
+from bccd_yolo.scale import RBC_DIAMETER_UM, check_mpp, model_scale, mpp_from_cells
+from bccd_yolo.tiling import Tile, merge_tiles
+
+
+def boxes(xyxy, cls=None):
+    xyxy = np.array(xyxy, np.float32).reshape(-1, 4)
+    return Detections(xyxy, np.ones(len(xyxy), np.float32), np.zeros(len(xyxy), np.int64) if cls is None else np.array(cls))
+
+
+def test_model_scale_takes_the_median_whole_red_cell_as_the_ruler():
+    # 640 x 480 photos: three whole red cells of 100, 104 and 110 px, one cut by the edge (ignored), one WBC (ignored)
+    photo = boxes([[10, 10, 110, 110], [200, 200, 304, 304], [300, 50, 410, 160], [0, 300, 60, 400],
+                   [400, 300, 600, 460]], [0, 0, 0, 0, 1])
+    scale, n = model_scale([(photo, 640, 480)] * 4, rbc=0, imgsz=320)
+    assert n == 12
+    assert scale.photo_mpp == pytest.approx(RBC_DIAMETER_UM / 104)   # as the photos are
+    assert scale.rbc_px == pytest.approx(52) and scale.mpp == pytest.approx(RBC_DIAMETER_UM / 52)  # as the network saw them
+    with pytest.raises(ValueError, match="needs"):
+        model_scale([(photo, 640, 480)], rbc=0, imgsz=320)  # 3 cells say nothing
+
+
+def test_cells_twice_as_large_mean_half_the_micrometres_per_pixel():
+    model = BlobDetector.scale
+    assert mpp_from_cells(np.full(20, 2 * model.rbc_px), model) == pytest.approx(model.mpp / 2)
+    assert mpp_from_cells(np.full(5, model.rbc_px), model) is None  # too few cells
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.001, 50, float("nan")])
+def test_absurd_scales_are_refused(value):
+    with pytest.raises(InputError, match="outside 0.01-10"):
+        check_mpp(value)
+
+
+def test_tiles_reach_the_network_at_the_models_scale_whatever_their_size():
+    """An input at 2 um/px (the model's is 1): every view is resampled to twice its size, for any tile size."""
+    canvas = disc_canvas(1200, 900, 40, seed=3, rmax=12)
+    for tile in (200, 300, 500):
+        det = BlobDetector()
+        _, n = detect_image(PhotoSource(Path("c.png"), canvas), det, tile=tile, overlap=0.25, progress=False, mpp=2.0)
+        assert n > 1
+        assert max(max(v) for v in det.views) == 2 * tile  # full tiles, doubled
+
+
+def test_a_shrunk_image_at_its_scale_counts_as_the_original():
+    canvas = disc_canvas(1500, 1000, 60, seed=4, rmax=30)
+    small = cv2.resize(canvas, (750, 500), interpolation=cv2.INTER_AREA)
+    full, _ = detect_image(PhotoSource(Path("a.png"), canvas), BlobDetector(), tile=400, overlap=0.3, progress=False)
+    half, _ = detect_image(PhotoSource(Path("b.png"), small), BlobDetector(), tile=200, overlap=0.3, progress=False, mpp=2.0)
+    assert half.counts(3).tolist() == full.counts(3).tolist()
+    # boxes come back in the small image's pixels: half the size
+    assert np.median(half.area) == pytest.approx(np.median(full.area) / 4, rel=0.15)
+
+
+def red_cells(width, height, radius, spacing, seed=0):
+    """A field of red discs of one radius on a jittered grid: red cells of one size."""
+    rng = np.random.default_rng(seed)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    for y in range(spacing, height - spacing, spacing):
+        for x in range(spacing, width - spacing, spacing):
+            jx, jy = rng.integers(-spacing // 6, spacing // 6 + 1, 2)
+            cv2.circle(canvas, (int(x + jx), int(y + jy)), radius, (255, 0, 0), -1)
+    return canvas
+
+
+def test_auto_scale_reads_the_red_cells_and_is_used(tmp_path, caplog):
+    """Red cells of radius 10 (21 px) where the model's are 41 px: the input is at about 41/21 of the model's scale."""
+    from PIL import Image
+
+    Image.fromarray(red_cells(1600, 1200, 10, 40)).save(tmp_path / "field.png")
+    src = PhotoSource(tmp_path / "field.png", red_cells(1600, 1200, 10, 40))
+    estimate, n = estimate_scale(src, BlobDetector(), assumed=1.0)
+    assert n >= 10 and estimate == pytest.approx(41 / 21, rel=0.05)
+    det = BlobDetector()
+    with caplog.at_level(logging.INFO, logger="bccd_yolo"):
+        (r,), errors = count_images([tmp_path / "field.png"], det, mpp="auto", progress=False)
+    assert not errors and r.mpp_source == "auto" and r.mpp == pytest.approx(estimate, rel=1e-4)
+    assert "estimated from" in caplog.text
+    # the views the model saw were enlarged by the estimate: its red cells look 41 px across
+    assert max(max(v) for v in det.views) > 1.8 * r.tile
+
+
+def test_a_scale_the_red_cells_contradict_is_warned_about(tmp_path, caplog):
+    from PIL import Image
+
+    Image.fromarray(red_cells(1200, 900, 20, 60)).save(tmp_path / "field.png")  # 41 px cells: 1 um/px
+    with caplog.at_level(logging.WARNING, logger="bccd_yolo"):
+        count_images([tmp_path / "field.png"], BlobDetector(), mpp=1.1, progress=False)
+    assert "measure as if" not in caplog.text  # 10 % off: within the 25 % allowed
+    with caplog.at_level(logging.WARNING, logger="bccd_yolo"):
+        count_images([tmp_path / "field.png"], BlobDetector(), mpp=0.5, progress=False)
+    assert "field.png: counted at 0.5000 um/px (--mpp)" in caplog.text and "measure as if at 1.0" in caplog.text
+
+
+def test_a_cell_larger_than_the_overlap_is_one_cell_with_its_whole_extent():
+    """A 250 px cell across three 320 px tiles overlapping by 128 px: no tile sees it whole."""
+    tiles = [Tile(0, 0, 0, 0, 320, 320), Tile(0, 1, 192, 0, 320, 320), Tile(0, 2, 320, 0, 320, 320)]
+    cell = [130, 40, 380, 260]
+    views = [boxes([[130, 40, 320, 260]]), boxes([[192, 40, 380, 260]]), boxes([[320, 40, 380, 260]])]
+    merged = merge_tiles(list(zip(tiles, views)), 640, 320)
+    assert merged.xyxy.tolist() == [cell]
+
+
+def test_a_cut_piece_labelled_as_another_class_joins_the_whole_cell():
+    """Half a white cell, cut by one tile's edge, looks like a platelet there; the other tile sees the WBC whole."""
+    a, b = Tile(0, 0, 0, 0, 320, 320), Tile(0, 1, 192, 0, 320, 320)
+    piece = boxes([[250, 100, 320, 160]], [2])
+    whole = boxes([[250, 95, 390, 230]], [1])
+    merged = merge_tiles([(a, piece), (b, whole)], 640, 320)
+    assert merged.cls.tolist() == [1] and merged.xyxy.tolist() == [[250, 95, 390, 230]]
+    # a whole platelet beside a whole WBC stays a platelet
+    beside = boxes([[200, 100, 240, 140]], [2])
+    assert sorted(merge_tiles([(a, beside), (b, whole)], 640, 320).cls.tolist()) == [1, 2]
+
+
+def test_scale_options_are_checked_on_the_command_line(tmp_path, capsys):
+    for value, message in (("0", "micrometres per pixel"), ("-1", "micrometres per pixel"), ("20", "micrometres per pixel"),
+                           ("abc", "not a number")):
+        with pytest.raises(SystemExit) as e:
+            main(["count", str(tmp_path), "--mpp", value])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["count", str(tmp_path), "--overlap", "0.95"])
+    assert "expected a number in [0, 0.9]" in capsys.readouterr().err
+
+
+def test_a_tile_under_64_px_at_the_models_scale_is_an_error_naming_the_file(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(disc_canvas(1200, 900, 20, seed=1)).save(tmp_path / "big.png")
+    # 100 px tiles at 0.5 um/px are 50 px at the model's 1 um/px
+    results, errors = count_images([tmp_path / "big.png"], BlobDetector(), tile=100, mpp=0.5, progress=False)
+    assert not results and len(errors) == 1
+    assert errors[0].render(lambda n: f"--{n}").startswith("--tile ") and "big.png" in str(errors[0])
+    assert "50 px at the model's scale" in str(errors[0])
