@@ -164,11 +164,25 @@ def cmd_count(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "--out wants a folder for overlays; this is a file")
     weights = args.weights or default_weights()
-    detector = Detector(weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                        device=args.device, batch=args.batch, max_det=args.max_det, quiet=args.quiet)
-    results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
-                                   progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions,
-                                   skip_background=not args.all_tiles)
+    if args.engine == "ray":
+        from .engine import require_ray
+
+        require_ray()  # before the model loads
+    model = dict(weights=weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+                 device=args.device, batch=args.batch, max_det=args.max_det)
+    detector = Detector(**model, quiet=args.quiet)
+    if args.engine == "ray":
+        from .counting import input_files
+        from .engine import RayOptions, count_images_ray
+
+        options = RayOptions(args.ray_address, args.workers, args.gpus_per_worker)
+        results, errors = count_images_ray(input_files(args.paths, args.out), detector, model, options, args.tile,
+                                           args.overlap, args.mpp, not args.all_tiles, args.edge, args.regions,
+                                           args.out, not args.quiet)
+    else:
+        results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
+                                       progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions,
+                                       skip_background=not args.all_tiles)
     print(f"model {weights} ({detector.backend}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
@@ -356,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-tiles", action="store_true",
                    help="predict every tile of a slide, also those of bare background (skipped by default: a "
                         "low-resolution read finds where stained cells can be)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: tiles of many slides on a pool of Ray workers, one model each (pip install "
+                        "'bccd-yolo[ray]'); the same counts as local")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (auto, or ray://host:10001; default: start a local Ray)")
+    p.add_argument("--workers", type=POSITIVE, default=None, help="Ray workers (default: one per CPU, or per GPU share)")
+    p.add_argument("--gpus-per-worker", type=float_in(0, 8), default=0.0, help="GPUs per Ray worker (e.g. 0.5: two per GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
 

@@ -105,6 +105,79 @@ class TileReport:
     skipped: int = 0  # tiles of bare background (see foreground.py), never predicted
 
 
+@dataclass
+class TilePlan:
+    """How an image is predicted: resampled by `factor` to the model's scale, whole or in batches of tiles."""
+
+    width: int
+    height: int
+    factor: float
+    tile: int  # tile edge in input pixels; 0: never tiled
+    whole: bool
+    batches: list[list[Tile]]
+    skipped: int = 0
+
+    @property
+    def predicted(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def plan_tiles(src: ImageSource, detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
+               needed: Callable[[Tile], bool] | None = None, mpp: float | None = None,
+               skip_background: bool = True) -> TilePlan:
+    """The tiles to predict (see detect_image): a bad tile size is an InputError naming the file."""
+    f = detector.factor(mpp)
+    tile = tile_pixels(detector, mpp, tile)
+    if tile and tile * f < MIN_TILE:
+        raise InputError(src.path, f"a {tile} px tile is {tile * f:.0f} px at the model's scale; the least is "
+                                   f"{MIN_TILE} (raise {{tile}} or check {{mpp}})", option="tile")
+    if not tile or (src.width <= tile * TILE_ABOVE and src.height <= tile * TILE_ABOVE):
+        return TilePlan(src.width, src.height, f, tile, True, [[Tile(0, 0, 0, 0, src.width, src.height)]])
+    grid = [t for t in tile_grid(src.width, src.height, tile, overlap) if needed is None or needed(t)]
+    skipped = 0
+    if skip_background and len(grid) > 1:
+        from .foreground import foreground
+
+        fg = foreground(src)
+        if fg is not None:
+            kept = [t for t in grid if fg.touches(t.x, t.y, t.w, t.h)]
+            skipped, grid = len(grid) - len(kept), kept
+    batches = [grid[i : i + detector.batch] for i in range(0, len(grid), detector.batch)]
+    return TilePlan(src.width, src.height, f, tile, False, batches, skipped)
+
+
+def read_batch(src: ImageSource, plan: TilePlan, k: int) -> list[np.ndarray]:
+    """Batch k's tiles read and resampled to the model's scale."""
+    return [read_scaled(src, t.x, t.y, t.w, t.h, plan.factor) for t in plan.batches[k]]
+
+
+def predict_batch(plan: TilePlan, k: int, views: list[np.ndarray], detector: Detector) -> list[Detections]:
+    """Batch k's detections per tile, in image coordinates: a photo's at the model's thresholds; tiles' down to
+    MERGE_FLOOR of them, for merge_plan (one box per cell within each)."""
+    tiles = plan.batches[k]
+    found = detector(views, threshold=plan.whole, native=True)
+    found = [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
+             for t, v, d in zip(tiles, views, found)]
+    if plan.whole:
+        return [suppress_nested(found[0])]
+    # Views scoring under half their class's threshold are dropped before merging: they are not cells in any
+    # tile, and as members of a cell they would hold their tile's place in it (see merge_tiles).
+    floor = [MERGE_FLOOR * detector.thresholds.by_class[n] for n in detector.names]
+    return [suppress_nested(d.above(floor)).shifted(t.x, t.y) for t, d in zip(tiles, found)]
+
+
+def merge_plan(plan: TilePlan, per_tile: list[Detections], detector: Detector) -> Detections:
+    """One box per cell from every tile's detections (in plan order), at the model's thresholds."""
+    if plan.whole:
+        return per_tile[0]
+    tiles = [t for batch in plan.batches for t in batch]
+    # Threshold after merging: a cell cut by a tile edge can score above the threshold while the
+    # neighbour's whole view of it scores below; matched first, the whole view decides.
+    merged = merge_tiles(list(zip(tiles, per_tile)), plan.width, plan.height,
+                         margin=max(2.0, 2.0 / plan.factor))  # 2 px at the model's scale
+    return detector.thresholds.keep(merged, detector.names)
+
+
 def detect_image(src: ImageSource, detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
                  progress: bool = True, needed: Callable[[Tile], bool] | None = None,
                  mpp: float | None = None, skip_background: bool = True,
@@ -116,70 +189,43 @@ def detect_image(src: ImageSource, detector: Detector, tile: int | None = None, 
     TILE_ABOVE tiles are predicted whole; larger images as overlapping tiles of `tile` input pixels, merged.
     `needed` picks the tiles worth reading (e.g. those touching a region); with `skip_background`, tiles of
     bare glass are not predicted either. Tiles are read on a background thread while the network runs."""
-    report = report if report is not None else TileReport()
-    f = detector.factor(mpp)
-    tile = tile_pixels(detector, mpp, tile)
-    if tile and tile * f < MIN_TILE:
-        raise InputError(src.path, f"a {tile} px tile is {tile * f:.0f} px at the model's scale; the least is "
-                                   f"{MIN_TILE} (raise {{tile}} or check {{mpp}})", option="tile")
-    if not tile or (src.width <= tile * TILE_ABOVE and src.height <= tile * TILE_ABOVE):
-        whole = Tile(0, 0, 0, 0, src.width, src.height)
-        report.predicted = 1
-        return suppress_nested(_predict(src, [whole], detector, f, threshold=True)[0]), 1
-    grid = [t for t in tile_grid(src.width, src.height, tile, overlap) if needed is None or needed(t)]
-    if skip_background and len(grid) > 1:
-        from .foreground import foreground
-
-        fg = foreground(src)
-        if fg is not None:
-            kept = [t for t in grid if fg.touches(t.x, t.y, t.w, t.h)]
-            report.skipped = len(grid) - len(kept)
-            grid = kept
-    report.predicted = len(grid)
-    per_tile = []
-    # Views scoring under half their class's threshold are dropped before merging: they are not cells in any
-    # tile, and as members of a cell they would hold their tile's place in it (see merge_tiles).
-    floor = [MERGE_FLOOR * detector.thresholds.by_class[n] for n in detector.names]
-    batches = [grid[i : i + detector.batch] for i in range(0, len(grid), detector.batch)]
-    with tqdm(total=len(grid), desc=f"{src.path.name} tiles", unit="tile", disable=not progress) as bar:
-        for batch, views in _read_ahead(src, batches, f):
-            found = _predict_views(batch, views, detector, threshold=False)
-            per_tile += [(t, suppress_nested(d.above(floor)).shifted(t.x, t.y)) for t, d in zip(batch, found)]
-            bar.update(len(batch))
-    # Threshold after merging: a cell cut by a tile edge can score above the threshold while the
-    # neighbour's whole view of it scores below; matched first, the whole view decides.
-    merged = merge_tiles(per_tile, src.width, src.height, margin=max(2.0, 2.0 / f))  # 2 px at the model's scale
-    return detector.thresholds.keep(merged, detector.names), len(grid)
+    plan = plan_tiles(src, detector, tile, overlap, needed, mpp, skip_background)
+    if report is not None:
+        report.predicted, report.skipped = plan.predicted, plan.skipped
+    return run_plan(src, plan, detector, progress), plan.predicted
 
 
-def _read(src: ImageSource, tiles: list[Tile], f: float) -> list[np.ndarray]:
-    return [read_scaled(src, t.x, t.y, t.w, t.h, f) for t in tiles]
+def run_plan(src: ImageSource, plan: TilePlan, detector: Detector, progress: bool = True) -> Detections:
+    """Every batch of the plan read ahead and predicted, then merged: the image's cells."""
+    per_tile: list[Detections] = []
+    with tqdm(total=plan.predicted, desc=f"{src.path.name} tiles", unit="tile", disable=not progress or plan.whole) as bar:
+        for k, views in _read_ahead(src, plan):
+            per_tile += predict_batch(plan, k, views, detector)
+            bar.update(len(views))
+    return merge_plan(plan, per_tile, detector)
 
 
-def _read_ahead(src: ImageSource, batches: list[list[Tile]], f: float) -> Iterator[tuple[list[Tile], list[np.ndarray]]]:
-    """Each batch with its views, the next batch read (decoded, resampled) on a thread while this one is used:
+def _read_ahead(src: ImageSource, plan: TilePlan) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Each batch's views, the next batch read (decoded, resampled) on a thread while this one is predicted:
     decoding and resizing release the GIL, so they overlap the network. One batch ahead bounds the memory."""
-    if not batches:
+    if len(plan.batches) == 1:
+        yield 0, read_batch(src, plan, 0)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="tile-reader") as pool:
-        ahead = pool.submit(_read, src, batches[0], f)
-        for i, batch in enumerate(batches):
+        ahead = pool.submit(read_batch, src, plan, 0)
+        for k in range(len(plan.batches)):
             views = ahead.result()
-            if i + 1 < len(batches):
-                ahead = pool.submit(_read, src, batches[i + 1], f)
-            yield batch, views
-
-
-def _predict_views(tiles: list[Tile], views: list[np.ndarray], detector: Detector, threshold: bool) -> list[Detections]:
-    """Views at the model's scale predicted at that size; boxes back in tile pixels."""
-    found = detector(views, threshold=threshold, native=True)
-    return [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
-            for t, v, d in zip(tiles, views, found)]
+            if k + 1 < len(plan.batches):
+                ahead = pool.submit(read_batch, src, plan, k + 1)
+            yield k, views
 
 
 def _predict(src: ImageSource, tiles: list[Tile], detector: Detector, f: float, threshold: bool) -> list[Detections]:
     """Tiles read and resampled by f to the model's scale, predicted at that size, boxes in tile pixels."""
-    return _predict_views(tiles, _read(src, tiles, f), detector, threshold)
+    views = [read_scaled(src, t.x, t.y, t.w, t.h, f) for t in tiles]
+    found = detector(views, threshold=threshold, native=True)
+    return [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
+            for t, v, d in zip(tiles, views, found)]
 
 
 def output_stems(files: list[Path]) -> dict[Path, str]:
@@ -264,6 +310,76 @@ def check_scale(path: str, d: Detections, scale: Scale | None, detector: Detecto
                        len(sizes), implied)
 
 
+@dataclass
+class ImagePlan:
+    """An image ready to be predicted: where it is, its scale, its regions and its tile plan."""
+
+    path: Path
+    origin: tuple[float, float]
+    scale: Scale | None
+    tiles: TilePlan
+    regions: list | None  # regions.Region, where --regions was given
+
+    @property
+    def predicted(self) -> int:
+        return self.tiles.predicted
+
+    @property
+    def batches(self) -> list[list[Tile]]:
+        return self.tiles.batches
+
+
+def plan_image(src: ImageSource, detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
+               mpp: float | str | None = None, skip_background: bool = True, regions: Path | None = None) -> ImagePlan:
+    """Scale, regions and tiles of one opened image; bad regions or tile sizes are InputErrors naming it."""
+    origin = getattr(src, "origin", (0.0, 0.0))
+    areas = read_regions(regions, src.width, src.height, origin) if regions is not None else None
+    scale = image_scale(src, detector, mpp)
+    used_mpp = scale.mpp if scale else None
+    tile_px = tile_pixels(detector, used_mpp, tile)
+    reach = tile_px * overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
+    needed = (lambda t: touches_any(areas, t.x, t.y, t.w, t.h, reach)) if areas else None
+    plan = plan_tiles(src, detector, tile_px, overlap, needed, used_mpp, skip_background)
+    return ImagePlan(Path(src.path), origin, scale, plan, areas)
+
+
+def finish_image(plan: ImagePlan, d: Detections, detector: Detector, edge: EdgeRule, out: Path | None, stem: str,
+                 src: ImageSource | None = None) -> ImageCount:
+    """The merged detections of one image as its count: scale check, edge rule, regions, overlays."""
+    t = plan.tiles
+    check_scale(str(plan.path), d, plan.scale, detector, t.width, t.height)
+    d = apply_edge_rule(d, edge, t.width, t.height)
+    result = ImageCount(str(plan.path), t.width, t.height, detector.names, d, t.predicted, edge=edge.value,
+                        origin=plan.origin, mpp=plan.scale.mpp if plan.scale else None,
+                        mpp_source=plan.scale.source if plan.scale else None, tile=t.tile, tiles_skipped=t.skipped)
+    result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
+                      for r in plan.regions or []]
+    if out is not None:
+        opened = src if src is not None else open_image(plan.path)
+        try:
+            files_out: tuple[Path, ...]
+            if not t.whole:
+                files_out = write_slide_overlay(opened, d, detector.names, result.counts,
+                                                out / f"{stem}_overlay.tif", out / f"{stem}_preview.png")
+            else:
+                files_out = (write_photo_overlay(opened, d, detector.names, result.counts, out / f"{stem}_overlay.jpg"),)
+        finally:
+            if src is None:
+                opened.close()
+        result.overlay = [str(p) for p in files_out]
+        record_outputs(out, [Path(p).name for p in result.overlay])
+    return result
+
+
+def input_files(paths: list[Path], out: Path | None) -> list[Path]:
+    """The images to count: folders expanded, overlays an earlier run wrote into `out` left out."""
+    files = list_images(paths)
+    if out is not None:  # never count overlays an earlier run wrote into the same folder
+        ours = {(Path(out).resolve() / name) for name in owned_entries(Path(out)) or []}
+        files = [f for f in files if Path(f).resolve() not in ours]
+    return files
+
+
 def count_images(paths: list[Path], detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
                  out: Path | None = None, progress: bool = True, edge: EdgeRule | str = DEFAULT_EDGE,
                  mpp: float | str | None = None, regions: Path | None = None, skip_background: bool = True,
@@ -277,10 +393,7 @@ def count_images(paths: list[Path], detector: Detector, tile: int | None = None,
     edge = EdgeRule(edge)
     results: list[ImageCount] = []
     errors: list[InputError] = []
-    files = list_images(paths)
-    if out is not None:  # never count overlays an earlier run wrote into the same folder
-        ours = {(Path(out).resolve() / name) for name in owned_entries(Path(out)) or []}
-        files = [f for f in files if Path(f).resolve() not in ours]
+    files = input_files(paths, out)
     stems = output_stems(files)
     for path in tqdm(files, desc="images", unit="img", disable=not progress or len(files) < 2):
         try:
@@ -289,42 +402,11 @@ def count_images(paths: list[Path], detector: Detector, tile: int | None = None,
             errors.append(e)
             continue
         try:
-            origin = getattr(src, "origin", (0.0, 0.0))
-            try:
-                areas = read_regions(regions, src.width, src.height, origin) if regions is not None else None
-            except InputError as e:  # regions that do not fit this image: reported, the other images counted
-                errors.append(e)
-                continue
-            scale = image_scale(src, detector, mpp)
-            used_mpp = scale.mpp if scale else None
-            tile_px = tile_pixels(detector, used_mpp, tile)
-            reach = tile_px * overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
-            needed = (lambda t: touches_any(areas, t.x, t.y, t.w, t.h, reach)) if areas else None
-            tiles = TileReport()
-            try:
-                d, n_tiles = detect_image(src, detector, tile_px, overlap, progress, needed, used_mpp,
-                                          skip_background, tiles)
-            except InputError as e:
-                errors.append(e)
-                continue
-            check_scale(str(path), d, scale, detector, src.width, src.height)
-            d = apply_edge_rule(d, edge, src.width, src.height)
-            result = ImageCount(str(path), src.width, src.height, detector.names, d, n_tiles, edge=edge.value,
-                                origin=origin, mpp=used_mpp, mpp_source=scale.source if scale else None,
-                                tile=tile_px, tiles_skipped=tiles.skipped)
-            result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
-                              for r in areas or []]
-            if out is not None:
-                files_out: tuple[Path, ...]
-                if n_tiles > 1:
-                    files_out = write_slide_overlay(src, d, detector.names, result.counts,
-                                                    out / f"{stems[path]}_overlay.tif", out / f"{stems[path]}_preview.png")
-                else:
-                    files_out = (write_photo_overlay(src, d, detector.names, result.counts, out / f"{stems[path]}_overlay.jpg"),)
-                result.overlay = [str(p) for p in files_out]
-            results.append(result)
-            if out is not None:
-                record_outputs(out, [Path(p).name for p in result.overlay])
+            plan = plan_image(src, detector, tile, overlap, mpp, skip_background, regions)
+            d = run_plan(src, plan.tiles, detector, progress)
+            results.append(finish_image(plan, d, detector, edge, out, stems[path], src))
+        except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
+            errors.append(e)
         finally:
             src.close()
     return results, errors

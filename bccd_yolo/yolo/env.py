@@ -54,7 +54,11 @@ if SETTINGS.get("sync"):
 
 
 def cpu_threads() -> int:
-    """Every core this process may run on (taskset, cpusets): Ultralytics uses cpu_count-1, one thread on 2 cores."""
+    """Every core this process may run on (taskset, cpusets): Ultralytics uses cpu_count-1, one thread on 2 cores.
+    BCCD_YOLO_THREADS caps it (a Ray worker gets the CPUs Ray gave it)."""
+    cap = os.environ.get("BCCD_YOLO_THREADS")
+    if cap and cap.isdigit() and int(cap) > 0:
+        return int(cap)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
