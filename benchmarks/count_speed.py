@@ -150,7 +150,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             side = args.side
             slide = np.full((side, side, 3), 232, np.uint8)
-            block, _ = paste_canvas(files * 40, round(side * 0.63), round(side * 0.63), seed=1)
+            block, _ = paste_canvas(files * (side * side // (640 * 480 * len(files) * 2) + 2), round(side * 0.63), round(side * 0.63), seed=1)
             y0 = (side - block.shape[0]) // 2
             slide[y0 : y0 + block.shape[0], y0 : y0 + block.shape[1]] = block
             covered = float((np.abs(slide.astype(int) - 232).max(axis=2) > 0).mean())
