@@ -159,30 +159,50 @@ def _open_vips(path: Path, size: tuple[int, int]) -> ImageSource:
 
 
 class TiledTiffSource:
-    """Level 0 of a tiled (or pyramidal) TIFF; only the tiles a region touches are decoded."""
+    """A tiled (or pyramidal) TIFF; only the tiles a region touches are decoded, from level 0 or, for a region
+    wanted smaller, from the pyramid level closest above the resolution wanted."""
 
     def __init__(self, path: Path, tif, page):
         self.path, self._tif, self._page = path, tif, page
         self.width, self.height = page.imagewidth, page.imagelength
         self.mpp = tiff_mpp(page)
-        self._tw, self._th = page.tilewidth, page.tilelength
-        self._across = math.ceil(self.width / self._tw)
+        self._levels = [(1.0, page)]  # (downsample, tiled page) of each usable pyramid level
+        for level in tif.series[0].levels[1:]:
+            lp = level.keyframe
+            if lp.is_tiled and lp.planarconfig == 1 and lp.imagedepth == 1 and lp.imagewidth > 0:
+                self._levels.append((self.width / lp.imagewidth, lp))
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self._read(self._page, x, y, w, h)
+
+    def read_scaled(self, x: int, y: int, w: int, h: int, factor: float) -> np.ndarray:
+        ds, page = max(((d, p) for d, p in self._levels if d <= 1 / factor + 1e-9), key=lambda dp: dp[0])
+        if ds == 1.0:
+            region = self._read(page, x, y, w, h)
+        else:
+            lx, ly = int(x / ds), int(y / ds)
+            lw = max(1, min(page.imagewidth - lx, math.ceil((x + w) / ds) - lx))
+            lh = max(1, min(page.imagelength - ly, math.ceil((y + h) / ds) - ly))
+            region = self._read(page, lx, ly, lw, lh)
+        return resize(region, scaled_size(w, h, factor))
+
+    def _read(self, page, x: int, y: int, w: int, h: int) -> np.ndarray:
         out = np.zeros((h, w, 3), np.uint8)
         fh = self._tif.filehandle
-        for ty in range(y // self._th, (y + h - 1) // self._th + 1):
-            for tx in range(x // self._tw, (x + w - 1) // self._tw + 1):
-                index = ty * self._across + tx
-                fh.seek(self._page.dataoffsets[index])
-                data = fh.read(self._page.databytecounts[index])
-                tile, _, _ = self._page.decode(data, index, jpegtables=self._page.jpegtables)
+        tw, th, width, height = page.tilewidth, page.tilelength, page.imagewidth, page.imagelength
+        across = math.ceil(width / tw)
+        for ty in range(y // th, (y + h - 1) // th + 1):
+            for tx in range(x // tw, (x + w - 1) // tw + 1):
+                index = ty * across + tx
+                fh.seek(page.dataoffsets[index])
+                data = fh.read(page.databytecounts[index])
+                tile, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
                 if tile is None:
                     continue  # an empty tile reads as black
                 tile = to_rgb8(tile[0])
-                x0, y0 = tx * self._tw, ty * self._th
+                x0, y0 = tx * tw, ty * th
                 ix0, iy0 = max(x, x0), max(y, y0)
-                ix1, iy1 = min(x + w, x0 + self._tw, self.width), min(y + h, y0 + self._th, self.height)
+                ix1, iy1 = min(x + w, x0 + tw, width), min(y + h, y0 + th, height)
                 out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = tile[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
         return out
 
@@ -255,6 +275,25 @@ def tiff_mpp(page) -> float | None:
     return round((25400.0 if unit == 2 else 10000.0) / per_unit, 6)
 
 
+OME_UNITS = {"nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def ome_mpp(tif) -> float | None:
+    """Micrometres per pixel from OME-XML's PhysicalSizeX (and its unit, micrometres by default), if recorded."""
+    import re
+
+    xml = getattr(tif, "ome_metadata", None) if getattr(tif, "is_ome", False) else None
+    if not xml:
+        return None
+    size = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', xml)
+    unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
+    if size is None:
+        return None
+    factor = OME_UNITS.get(unit.group(1) if unit else "µm")
+    value = float(size.group(1)) * factor if factor else 0.0
+    return round(value, 6) if value > 0 else None
+
+
 def _open_tiff(path: Path) -> ImageSource:
     import tifffile
 
@@ -264,10 +303,12 @@ def _open_tiff(path: Path) -> ImageSource:
     except Exception as e:  # tifffile raises several types for broken files
         raise InputError(path, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from None
     if page.is_tiled and page.planarconfig == 1 and page.imagedepth == 1:
-        return TiledTiffSource(path, tif, page)
+        source = TiledTiffSource(path, tif, page)
+        source.mpp = ome_mpp(tif) or source.mpp
+        return source
     try:
         array = to_rgb8(tif.series[0].levels[0].asarray())
-        mpp = tiff_mpp(page)
+        mpp = ome_mpp(tif) or tiff_mpp(page)
     except Exception as e:
         raise InputError(path, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from None
     finally:

@@ -149,3 +149,38 @@ def test_a_tile_under_64_px_at_the_models_scale_is_an_error_naming_the_file(tmp_
     assert not results and len(errors) == 1
     assert errors[0].render(lambda n: f"--{n}").startswith("--tile ") and "big.png" in str(errors[0])
     assert "50 px at the model's scale" in str(errors[0])
+
+
+def test_an_ome_tiff_gives_its_scale_in_any_unit(tmp_path):
+    import tifffile
+
+    from bccd_yolo.images import open_image
+
+    image = np.full((600, 800, 3), 200, np.uint8)
+    tifffile.imwrite(tmp_path / "s.ome.tif", image, tile=(256, 256), photometric="rgb",
+                     metadata={"axes": "YXS", "PhysicalSizeX": 250, "PhysicalSizeXUnit": "nm"})
+    src = open_image(tmp_path / "s.ome.tif")
+    assert src.mpp == pytest.approx(0.25)
+    src.close()
+
+
+def test_a_pyramidal_tiff_is_read_from_the_level_closest_above_the_scale_wanted(tmp_path):
+    import tifffile
+
+    from bccd_yolo.images import open_image, read_scaled
+
+    base = np.zeros((2048, 2048, 3), np.uint8)
+    base[:, :, 0] = np.arange(2048)[None, :] // 8  # a ramp across
+    half = cv2.resize(base, (1024, 1024), interpolation=cv2.INTER_AREA)
+    half[:, :, 2] = 77  # marks pixels read from level 1
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tif:
+        tif.write(base, tile=(256, 256), photometric="rgb", subifds=1)
+        tif.write(half, tile=(256, 256), photometric="rgb", subfiletype=1)
+    src = open_image(tmp_path / "p.tif")
+    view = read_scaled(src, 512, 256, 1024, 512, 0.5)  # half resolution wanted: level 1 serves it
+    assert view.shape == (256, 512, 3) and (view[:, :, 2] == 77).all()
+    assert np.abs(view[:, :, 0].astype(int) - cv2.resize(base[256:768, 512:1536], (512, 256),
+                                                          interpolation=cv2.INTER_AREA)[:, :, 0]).max() <= 1
+    finer = read_scaled(src, 512, 256, 1024, 512, 0.8)  # more than level 1 holds: from level 0
+    assert finer.shape == (410, 819, 3) and (finer[:, :, 2] == 0).all()
+    src.close()
