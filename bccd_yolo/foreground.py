@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import ImageSource, read_scaled
+from .images import ImageSource, read_scaled, resize
 
 THUMB_SIDE = 1024  # px, the thumbnail's long side: a 10k slide at ~10x reduction, a 640 px cell still ~60 px
 CHUNK = 4096  # px of the input read at a time for the thumbnail, so memory stays flat on any slide size
@@ -48,8 +48,8 @@ def thumbnail(src: ImageSource, side: int = THUMB_SIDE) -> tuple[np.ndarray, flo
             tw, th = min(out.shape[1] - tx, max(1, round((x + w) * s) - tx)), min(out.shape[0] - ty, max(1, round((y + h) * s) - ty))
             if tw <= 0 or th <= 0:
                 continue
-            part = read_scaled(src, x, y, w, h, s)
-            out[ty : ty + th, tx : tx + tw] = part[:th, :tw]
+            part = resize(read_scaled(src, x, y, w, h, s), (tw, th))  # chunk edges rounded like the whole
+            out[ty : ty + th, tx : tx + tw] = part
     return out, s
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_tiling import BlobDetector, disc_canvas
 
 from bccd_yolo.counting import TileReport, detect_image
@@ -49,3 +50,25 @@ def test_the_mask_marks_where_the_cells_are():
     # every coloured pixel of the slide falls in the mask
     ys, xs = np.nonzero((slide.max(axis=2).astype(int) - slide.min(axis=2)) > 50)
     assert fg.mask[(ys * fg.scale).astype(int), (xs * fg.scale).astype(int)].all()
+
+
+@pytest.mark.parametrize("width,height", [(10_001, 9_000), (8_193, 4_097)])
+def test_a_thumbnail_of_any_size_is_assembled_from_chunks(width, height):
+    """Chunk edges scaled one by one must add up to the thumbnail's own size (rounding)."""
+    from bccd_yolo.foreground import thumbnail
+
+    class Ramp:
+        path = Path("ramp.png")
+
+        def __init__(self):
+            self.width, self.height = width, height
+
+        def read(self, x, y, w, h):
+            a = np.zeros((h, w, 3), np.uint8)
+            a[..., 0] = ((np.arange(x, x + w) * 255) // width)[None, :]
+            return a
+
+    thumb, s = thumbnail(Ramp(), 1024)
+    assert thumb.shape[:2] == (round(height * s), round(width * s)) and max(thumb.shape[:2]) == 1024
+    assert np.all(np.diff(thumb[thumb.shape[0] // 2, :, 0].astype(int)) >= -1)  # the ramp, no gaps or seams
+    assert thumb[:, -1, 0].min() > 240
