@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itsel
 
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
 MIN_TILE = 64  # px at the model's scale: smaller tiles see too little around a cell (and mean millions of tiles)
+READ_AHEAD = True  # benchmarks/read_ahead.py: measured on and off
 MERGE_FLOOR = 0.5  # of a class's threshold: tile views scoring less never enter the merge
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
@@ -208,8 +209,9 @@ def run_plan(src: ImageSource, plan: TilePlan, detector: Detector, progress: boo
 def _read_ahead(src: ImageSource, plan: TilePlan) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Each batch's views, the next batch read (decoded, resampled) on a thread while this one is predicted:
     decoding and resizing release the GIL, so they overlap the network. One batch ahead bounds the memory."""
-    if len(plan.batches) == 1:
-        yield 0, read_batch(src, plan, 0)
+    if len(plan.batches) == 1 or not READ_AHEAD:
+        for k in range(len(plan.batches)):
+            yield k, read_batch(src, plan, k)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="tile-reader") as pool:
         ahead = pool.submit(read_batch, src, plan, 0)

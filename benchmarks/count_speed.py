@@ -70,29 +70,27 @@ def sahi_sliced(model, image: np.ndarray):
                                  postprocess_match_metric="IOS", postprocess_match_threshold=0.5, verbose=0)
 
 
-PEAK = """
-import resource, runpy, sys
-sys.argv = sys.argv[1:]
-try:
-    {run}
-except SystemExit as e:
-    if e.code:
-        raise
-print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+def run_process(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB, sampled every 0.1 s with psutil, children included) of a fresh process.
+    (getrusage cannot be used: a forked child's maximum RSS starts at the parent's.)"""
+    import psutil
 
-
-def run_process(cmd: list[str], module: bool) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of a fresh process running a module or a script, and its output."""
-    run = "runpy.run_module(sys.argv[0], run_name='__main__')" if module else "runpy.run_path(sys.argv[0], run_name='__main__')"
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PEAK.format(run=run), *cmd], capture_output=True, text=True,
-                         env={**os.environ, "TQDM_DISABLE": "1"})
-    seconds = time.perf_counter() - start
-    peak = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("PEAK_KB")]
-    if not peak:
-        raise RuntimeError(out.stderr[-2000:])
-    return seconds, int(peak[0]) / 1024, out.stdout
+    proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    peak = 0.0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            peak = max(peak, rss / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(err[-2000:])
+    return time.perf_counter() - start, peak, out
 
 
 def main() -> None:
@@ -124,15 +122,21 @@ def main() -> None:
     _, s = timed(lambda: [plain.predict(str(f), verbose=False) for f in files])
     res["photos"]["ultralytics predict"] = len(files) / s
     detectors = {}
+    per_photo: dict[str, np.ndarray] = {}
     for b in backends:
         det = detectors[b] = Detector(weights, backend=b, quiet=True)
         detect_image(PhotoSource(files[0], photos[0]), det, progress=False)
         counts, s = timed(lambda det=det: [detect_image(open_image(f), det, progress=False)[0].counts(3) for f in files])
         res["photos"][f"bccd-yolo {b}"] = len(files) / s
         res["photos"][f"bccd-yolo {b} counts"] = np.sum(counts, axis=0).tolist()
+        per_photo[b] = np.array(counts)
         print(f"photos {b}: {len(files) / s:.1f}/s", flush=True)
 
-    canvas, placed = paste_canvas(files[0::2] + files, 3400, 2400, seed=0)
+    if "torch" in per_photo:  # agreement with torch, photo by photo
+        res["agreement"] = {b: {"photos_identical": int((per_photo[b] == per_photo["torch"]).all(axis=1).sum()),
+                                "cells_differing": int(np.abs(per_photo[b] - per_photo["torch"]).sum())}
+                            for b in backends if b != "torch"}
+        canvas, placed = paste_canvas(files[0::2] + files, 3400, 2400, seed=0)
     mp = canvas.shape[0] * canvas.shape[1] / 1e6
     src = PhotoSource(Path("covered.png"), canvas)
     lowest = min(detectors[backends[0]].thresholds.by_class.values())
@@ -158,15 +162,15 @@ def main() -> None:
             Image.fromarray(slide).save(path, compress_level=1)
             del slide, block
             res["process"] = {"side": side, "covered": covered}
-            cli = ["bccd_yolo", "count", str(path), "--weights", str(weights), "--quiet"]
+            cli = ["-m", "bccd_yolo", "count", str(path), "--weights", str(weights), "--quiet"]
             for b in backends:
-                s, peak, _ = run_process(cli + ["--backend", b], module=True)
+                s, peak, _ = run_process(cli + ["--backend", b])
                 res["process"][b] = {"seconds": s, "peak_mb": peak}
                 print(f"process {b}: {s:.1f} s, {peak:.0f} MB", flush=True)
             script = Path(tmp) / "sahi_count.py"
             script.write_text(SAHI_SCRIPT)
-            s, peak, out = run_process([str(script), str(weights), str(path), str(lowest)], module=False)
-            res["process"]["sahi"] = {"seconds": s, "peak_mb": peak, "boxes": int(out.split()[-3])}
+            s, peak, out = run_process([str(script), str(weights), str(path), str(lowest)])
+            res["process"]["sahi"] = {"seconds": s, "peak_mb": peak, "boxes": int(out.split()[-1])}
             print(f"process sahi: {s:.1f} s, {peak:.0f} MB", flush=True)
 
     print(f"\n{len(files)} BCCD test photos, {weights.name}, {res['cpus']} CPUs")
@@ -176,7 +180,10 @@ def main() -> None:
     for b in backends:
         v = res["photos"][f"bccd-yolo {b}"]
         print(f"{'bccd-yolo count, ' + b:<34} {v:>9.1f} {v / base:>8.2f}x")
-    c = res["covered"]
+    for b, a in res.get("agreement", {}).items():
+        print(f"{b}: counts identical to torch on {a['photos_identical']} of {len(files)} photos "
+              f"({a['cells_differing']} cells differ in all)")
+        c = res["covered"]
     print(f"\n{'covered canvas, ' + format(mp, '.1f') + ' MP':<34} {'MP/s':>9} {'vs SAHI':>9}")
     print(f"{'SAHI 0.12.8':<34} {c['sahi']['mp_s']:>9.2f} {1:>8.2f}x")
     for b in backends:
