@@ -36,15 +36,48 @@ def test_counts_with_and_without_skipping_background_are_identical():
 
 def test_a_photo_without_plain_background_is_not_masked():
     covered = disc_canvas(1200, 900, 150, seed=5, rmax=40)
-    covered[(covered == 255).all(axis=2)] = (225, 180, 190)  # pink plasma between the cells, as in a smear photo
-    assert foreground(PhotoSource(Path("c.png"), covered)) is None
+    covered[(covered == 255).all(axis=2)] = (225, 180, 190)  # pink plasma between the cells
+    assert foreground(PhotoSource(Path("c.png"), covered), cell_px=41) is None
     glass = np.full((900, 1200, 3), 232, np.uint8)
-    assert foreground(PhotoSource(Path("g.png"), glass)) is None  # nothing to tell apart
+    fg = foreground(PhotoSource(Path("g.png"), glass), cell_px=41)
+    assert fg is not None and not fg.mask.any()  # bare glass: nothing to predict
+
+
+def test_pale_red_cells_on_colourless_plasma_are_foreground():
+    """BCCD's red cells are barely pink (saturation ~30) on near-grey plasma (~5): saturation's Otsu threshold
+    on a photo with one purple white cell falls above them; glass must also be colourless and wide."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    photo = np.full((960, 1280, 3), (242, 238, 237), np.uint8)  # plasma
+    centres = [(int(x), int(y)) for x, y in rng.uniform([60, 60], [1220, 900], size=(14, 2))]
+    for x, y in centres:
+        cv2.circle(photo, (x, y), 50, (236, 206, 214), -1)  # pale red cells, 100 px
+    cv2.circle(photo, (640, 480), 110, (120, 60, 160), -1)  # a purple white cell
+    fg = foreground(PhotoSource(Path("p.png"), photo), cell_px=100)
+    assert fg is not None  # wide plasma regions are skipped ...
+    assert all(fg.touches(x - 50, y - 50, 100, 100) for x, y in centres)  # ... but no red cell
+    assert not fg.mask.all()
+
+
+def test_no_labelled_cell_of_a_bccd_photo_falls_outside_the_mask(bccd_dataset):
+    from bccd_yolo.labels import read_yolo_detections
+
+    images = sorted((bccd_dataset / "images" / "test").glob("*.jpg"))[:24]
+    skipped_area = 0.0
+    for image in images:
+        photo = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(image).convert("RGB"))
+        fg = foreground(PhotoSource(image, photo), cell_px=104)  # BCCD's median red cell
+        boxes = read_yolo_detections(bccd_dataset / "labels" / "test" / f"{image.stem}.txt", 640, 480)
+        for x1, y1, x2, y2 in boxes.xyxy:
+            assert fg is None or fg.touches(int(x1), int(y1), int(x2 - x1), int(y2 - y1)), (image.name, (x1, y1))
+        skipped_area += 0 if fg is None else 1 - fg.mask.mean()
+    assert skipped_area < 0.2 * len(images)  # smears are mostly cells: little is ever skipped in a photo
 
 
 def test_the_mask_marks_where_the_cells_are():
     slide = sparse_slide()
-    fg = foreground(PhotoSource(Path("s.png"), slide))
+    fg = foreground(PhotoSource(Path("s.png"), slide), cell_px=41)
     assert fg is not None
     assert fg.touches(200, 300, 900, 700) and not fg.touches(1200, 1200, 300, 300)
     # every coloured pixel of the slide falls in the mask
