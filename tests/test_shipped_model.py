@@ -54,8 +54,8 @@ def one_by_one(detector, canvas):
 
 
 # From `benchmarks/tiled_agreement.py` on the shipped model (4 canvases of 16-17 test photos, every tile setting
-# and the 2/3-scale canvas, README): the largest per-canvas difference from one-by-one counts was 17 of 321 RBC
-# (5.3 %), 2 WBC and 4 platelets. So per canvas: max(4 cells, 6 %). A merge that kept duplicates adds ~40 % in
+# and the 2/3-scale canvas, README): the largest per-canvas difference from one-by-one counts was 16 of 320 RBC
+# (5.0 %), 1 WBC and 4 platelets. So per canvas: max(4 cells, 6 %). A merge that kept duplicates adds ~40 % in
 # the overlaps; tiles shown at the wrong scale lost half the RBC before scale-aware tiling.
 def close(counts, reference) -> bool:
     return all(abs(int(t) - int(o)) <= max(4, 0.06 * o) for t, o in zip(counts, reference))
