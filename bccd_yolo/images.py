@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +23,7 @@ SUPPORTED_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
 IMAGE_SUFFIXES = PHOTO_SUFFIXES + TIFF_SUFFIXES  # what VOC folders and dataset splits hold
 
 Image.MAX_IMAGE_PIXELS = None  # sizes are checked in open_image: large photos go through libvips, not Pillow
+TILE_CACHE_BYTES = 128 * 2**20  # decoded TIFF tiles kept: over two rows of 512 px tiles across a 30k slide
 PHOTO_PIXEL_LIMIT = 40_000_000  # PNG/JPEG/BMP decoded whole up to this (120 MB as RGB); larger ones through libvips
 
 
@@ -166,6 +168,8 @@ class TiledTiffSource:
         self.path, self._tif, self._page = path, tif, page
         self.width, self.height = page.imagewidth, page.imagelength
         self.mpp = tiff_mpp(page)
+        self._cache: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
+        self._cached = 0  # bytes held by the cache
         self._levels = [(1.0, page)]  # (downsample, tiled page) of each usable pyramid level
         for level in tif.series[0].levels[1:]:
             lp = level.keyframe
@@ -186,20 +190,34 @@ class TiledTiffSource:
             region = self._read(page, lx, ly, lw, lh)
         return resize(region, scaled_size(w, h, factor))
 
+    def _tile(self, page, index: int) -> np.ndarray | None:
+        """A decoded tile, from a small cache: overlapping reads (tiles overlap by 40 %) need most tiles two to
+        four times, and decoding dominates reading a compressed TIFF."""
+        key = (id(page), index)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        fh = self._tif.filehandle
+        fh.seek(page.dataoffsets[index])
+        data = fh.read(page.databytecounts[index])
+        decoded, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+        tile = None if decoded is None else to_rgb8(decoded[0])
+        self._cache[key] = tile
+        self._cached += 0 if tile is None else tile.nbytes
+        while self._cached > TILE_CACHE_BYTES:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= 0 if old is None else old.nbytes
+        return tile
+
     def _read(self, page, x: int, y: int, w: int, h: int) -> np.ndarray:
         out = np.zeros((h, w, 3), np.uint8)
-        fh = self._tif.filehandle
         tw, th, width, height = page.tilewidth, page.tilelength, page.imagewidth, page.imagelength
         across = math.ceil(width / tw)
         for ty in range(y // th, (y + h - 1) // th + 1):
             for tx in range(x // tw, (x + w - 1) // tw + 1):
-                index = ty * across + tx
-                fh.seek(page.dataoffsets[index])
-                data = fh.read(page.databytecounts[index])
-                tile, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+                tile = self._tile(page, ty * across + tx)
                 if tile is None:
                     continue  # an empty tile reads as black
-                tile = to_rgb8(tile[0])
                 x0, y0 = tx * tw, ty * th
                 ix0, iy0 = max(x, x0), max(y, y0)
                 ix1, iy1 = min(x + w, x0 + tw, width), min(y + h, y0 + th, height)
