@@ -62,12 +62,17 @@ def tile_size(text: str) -> int:
 
 
 def mpp_spec(text: str) -> float | str:
-    """`auto` or micrometres per pixel within MPP_RANGE."""
-    from .scale import MPP_RANGE
+    """`auto` or micrometres per pixel, checked as the library checks it (scale.check_mpp)."""
+    from .scale import check_mpp
 
     if text == "auto":
         return text
-    return float_in(*MPP_RANGE, " micrometres per pixel, or auto")(text)
+    try:
+        return check_mpp(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (micrometres per pixel, or auto)") from None
+    except InputError as e:
+        raise argparse.ArgumentTypeError(e.problem) from None
 
 
 def as_flag(name: str) -> str:

@@ -18,7 +18,7 @@ from .fsutil import owned_entries, record_outputs
 from .images import ImageSource, list_images, open_image, read_scaled
 from .overlay import write_photo_overlay, write_slide_overlay
 from .regions import in_region, read_regions, touches_any
-from .scale import DISAGREE, MIN_CELLS, Scale, disagreement, mpp_from_cells, whole_cell_diameters
+from .scale import DISAGREE, MIN_CELLS, Scale, check_mpp, diameters, disagreement, mpp_from_cells, whole_cell_diameters
 from .tiling import Tile, merge_tiles, suppress_nested, tile_grid
 
 LOGGER = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def area_mm2(area_px: float, mpp: float | None) -> float | None:
 def sizes(d: Detections, names: list[str], mpp: float | None) -> dict[str, dict[str, Any] | None]:
     """Per class, the median and interquartile range of box diameters (mean of width and height), in micrometres
     when the scale is known, else in pixels."""
-    per = 1.0 if mpp is None else mpp
-    diam = ((d.xyxy[:, 2] - d.xyxy[:, 0]) + (d.xyxy[:, 3] - d.xyxy[:, 1])) / 2 * per if len(d) else np.zeros(0)
+    diam = diameters(d) * (1.0 if mpp is None else mpp)
     out: dict[str, dict[str, Any] | None] = {}
     for k, n in enumerate(names):
         v = diam[d.cls == k] if len(d) else diam
@@ -158,9 +157,7 @@ def predict_batch(plan: TilePlan, k: int, views: list[np.ndarray], detector: Det
     """Batch k's detections per tile, in image coordinates: a photo's at the model's thresholds; tiles' down to
     MERGE_FLOOR of them, for merge_plan (one box per cell within each)."""
     tiles = plan.batches[k]
-    found = detector(views, threshold=plan.whole, native=True)
-    found = [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
-             for t, v, d in zip(tiles, views, found)]
+    found = _in_tile_pixels(tiles, views, detector(views, threshold=plan.whole, native=True))
     if plan.whole:
         return [suppress_nested(found[0])]
     # Views scoring under half their class's threshold are dropped before merging: they are not cells in any
@@ -224,10 +221,8 @@ def _read_ahead(src: ImageSource, plan: TilePlan) -> Iterator[tuple[int, list[np
             yield k, views
 
 
-def _predict(src: ImageSource, tiles: list[Tile], detector: Detector, f: float, threshold: bool) -> list[Detections]:
-    """Tiles read and resampled by f to the model's scale, predicted at that size, boxes in tile pixels."""
-    views = [read_scaled(src, t.x, t.y, t.w, t.h, f) for t in tiles]
-    found = detector(views, threshold=threshold, native=True)
+def _in_tile_pixels(tiles: list[Tile], views: list[np.ndarray], found: list[Detections]) -> list[Detections]:
+    """Boxes found on views at the model's scale, clipped to each view and scaled back to its tile's pixels."""
     return [d.clipped(v.shape[1], v.shape[0]).scaled(t.w / v.shape[1], t.h / v.shape[0])
             for t, v, d in zip(tiles, views, found)]
 
@@ -264,11 +259,9 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None) 
         tile = tile_pixels(detector, assumed, None)
         grid = tile_grid(src.width, src.height, tile, 0.0)
         picks = [grid[round(i)] for i in np.linspace(0, len(grid) - 1, min(AUTO_TILES, len(grid)))]
-        f = detector.factor(assumed)
-        sizes = []
-        for t, d in zip(picks, _predict(src, picks, detector, f, threshold=True)):
-            sizes.append(whole_cell_diameters(suppress_nested(d), k, t.w, t.h))
-        found = np.concatenate(sizes)
+        views = [read_scaled(src, t.x, t.y, t.w, t.h, detector.factor(assumed)) for t in picks]
+        boxes = _in_tile_pixels(picks, views, detector(views, native=True))
+        found = np.concatenate([whole_cell_diameters(suppress_nested(d), k, t.w, t.h) for t, d in zip(picks, boxes)])
         n, estimate = len(found), mpp_from_cells(found, detector.scale)
         if estimate is None:
             return None, n
@@ -292,7 +285,7 @@ def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -
                        MIN_CELLS, "file's" if read is not None else "model's")
         mpp = None
     if isinstance(mpp, (int, float)):
-        return Scale(float(mpp), "given")
+        return Scale(check_mpp(mpp), "given")
     if read is not None:
         return Scale(float(read), "file")
     if detector.scale is not None:
@@ -305,13 +298,13 @@ def check_scale(path: str, d: Detections, scale: Scale | None, detector: Detecto
     k = _rbc_class(detector)
     if scale is None or scale.source == AUTO or detector.scale is None or k is None:
         return
-    sizes = whole_cell_diameters(d, k, width, height)
-    implied = mpp_from_cells(sizes, detector.scale)
+    cells = whole_cell_diameters(d, k, width, height)
+    implied = mpp_from_cells(cells, detector.scale)
     if implied is not None and disagreement(implied, scale.mpp) > DISAGREE:
         LOGGER.warning("%s: counted at %.4f um/px (%s), but its %d red cells measure as if at %.4f um/px; "
                        "if cells look too small or large, pass --mpp or --mpp auto", path, scale.mpp,
                        {"given": "--mpp", "file": "from the file", "model": "the model's scale"}[scale.source],
-                       len(sizes), implied)
+                       len(cells), implied)
 
 
 @dataclass

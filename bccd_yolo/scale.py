@@ -67,10 +67,6 @@ class Scale:
     mpp: float
     source: str
 
-    def factor(self, model_mpp: float) -> float:
-        """Input pixels -> model pixels: 2.0 means the input is resampled to twice its size."""
-        return self.mpp / model_mpp
-
 
 def check_mpp(value: float, what: str = "mpp") -> float:
     lo, hi = MPP_RANGE

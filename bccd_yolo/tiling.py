@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
-from .matching import overlap_areas
+from .matching import ios_of, iou_of, overlap_areas
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: float) -> list[Tile]:
 
 def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over the smaller box, for every pair of rows of a (n, 4) and b (m, 4)."""
-    inter, area_a, area_b = overlap_areas(a, b)
-    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+    return ios_of(*overlap_areas(a, b))
 
 
 NESTED_IOS = 0.8  # same-class boxes overlapping this much of the smaller one are one cell
@@ -65,11 +64,9 @@ def suppress_nested(d: Detections, ios: float = NESTED_IOS) -> Detections:
     if len(d) < 2:
         return d
     order = np.argsort(-d.score, kind="stable")
-    inter, area, _ = overlap_areas(d.xyxy[order], d.xyxy[order])
+    overlaps = overlap_areas(d.xyxy[order], d.xyxy[order])
     same = d.cls[order][:, None] == d.cls[order][None, :]
-    smaller = np.minimum(area[:, None], area[None, :])
-    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
-    dup = np.where(same, inter / np.maximum(smaller, 1e-9) >= ios, iou >= SAME_BOX_IOU)
+    dup = np.where(same, ios_of(*overlaps) >= ios, iou_of(*overlaps) >= SAME_BOX_IOU)
     alive = np.ones(len(d), bool)
     for i in range(len(d)):
         if alive[i]:
@@ -148,7 +145,7 @@ def _same_cell_pairs(d: Detections, tile_of: np.ndarray, cut: np.ndarray, ios: f
             if ib is None:
                 continue
             inter, area_a, area_b = overlap_areas(d.xyxy[ia], d.xyxy[ib])
-            m = inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+            m = ios_of(inter, area_a, area_b)
             same_class = d.cls[ia][:, None] == d.cls[ib][None, :]
             # a cut box inside a whole box (smaller than it): one cell whatever the classes say
             cut_in_whole = (cut[ia][:, None] & ~cut[ib][None, :] & (area_a[:, None] <= area_b[None, :])) | (
@@ -158,7 +155,7 @@ def _same_cell_pairs(d: Detections, tile_of: np.ndarray, cut: np.ndarray, ios: f
             if dx == dy == 0:
                 ok &= np.triu(np.ones_like(ok), 1)
             r, c = np.nonzero(ok)
-            iou = inter[r, c] / np.maximum(area_a[r] + area_b[c] - inter[r, c], 1e-9)
+            iou = iou_of(inter, area_a, area_b)[r, c]
             # views of one class join first: a cut piece must not take a neighbouring cell's place in a tile
             strength = iou + same_class[r, c]
             pairs += zip(strength.tolist(), ia[r].tolist(), ib[c].tolist())

@@ -10,7 +10,7 @@ Needs the bench extra (pip install -e '.[bench]': SAHI) and, for the openvino ar
            intersection over the smaller box, the lowest of the model's thresholds); in-process, after
            warm-up; MP/s.
   process  a 10,000 x 10,000 PNG whose photos cover ~40 % (the rest plain background, as glass is), counted
-           as users run both: `bccd-yolo count` and a SAHI script (read, slice, predict), each a fresh
+           as users run both: `bccd-yolo count` and SAHI (read, slice, predict; this script's --sahi-count), each a fresh
            process; wall time and peak RSS.
 Writes benchmarks/results/count_speed.json.
 """
@@ -20,34 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from measure import run_sampled  # benchmarks/measure.py
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "BCCD_Dataset" / "BCCD"
 BACKENDS = ("torch", "onnx", "openvino")
-
-SAHI_SCRIPT = """
-import sys, time
-from sahi import AutoDetectionModel
-from sahi.predict import get_sliced_prediction
-from PIL import Image
-Image.MAX_IMAGE_PIXELS = None
-weights, image, conf = sys.argv[1], sys.argv[2], float(sys.argv[3])
-model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=weights, confidence_threshold=conf,
-                                           device="cpu", image_size=640)
-r = get_sliced_prediction(image, model, slice_height=640, slice_width=640, overlap_height_ratio=0.4,
-                          overlap_width_ratio=0.4, postprocess_type="NMS", postprocess_match_metric="IOS",
-                          postprocess_match_threshold=0.5, verbose=0)
-print(len(r.object_prediction_list))
-"""
-
 
 def timed(fn):
     start = time.perf_counter()
@@ -62,35 +45,21 @@ def sahi_model(weights: Path, conf: float):
                                               confidence_threshold=conf, device="cpu", image_size=640)
 
 
-def sahi_sliced(model, image: np.ndarray):
+def sahi_sliced(model, image):
+    """SAHI on an image (an array, or a path it reads itself) with bccd-yolo's slicing and duplicate rule."""
     from sahi.predict import get_sliced_prediction
 
-    return get_sliced_prediction(Image.fromarray(image), model, slice_height=640, slice_width=640,
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return get_sliced_prediction(image, model, slice_height=640, slice_width=640,
                                  overlap_height_ratio=0.4, overlap_width_ratio=0.4, postprocess_type="NMS",
                                  postprocess_match_metric="IOS", postprocess_match_threshold=0.5, verbose=0)
 
 
-def run_process(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB, sampled every 0.1 s with psutil, children included) of a fresh process.
-    (getrusage cannot be used: a forked child's maximum RSS starts at the parent's.)"""
-    import psutil
-
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
-    peak = 0.0
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-            peak = max(peak, rss / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(err[-2000:])
-    return time.perf_counter() - start, peak, out
+def sahi_count(weights: str, image: str, conf: float) -> None:
+    """The SAHI arm as a user runs it: a fresh process that loads the model, reads the image, slices, predicts."""
+    Image.MAX_IMAGE_PIXELS = None
+    print(len(sahi_sliced(sahi_model(Path(weights), conf), image).object_prediction_list))
 
 
 def main() -> None:
@@ -100,7 +69,10 @@ def main() -> None:
     ap.add_argument("--skip-process", action="store_true", help="leave out the whole-process slide arm")
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "count_speed.json")
+    ap.add_argument("--sahi-count", nargs=3, metavar=("WEIGHTS", "IMAGE", "CONF"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sahi_count:
+        return sahi_count(args.sahi_count[0], args.sahi_count[1], float(args.sahi_count[2]))
 
     from bccd_yolo.counting import detect_image
     from bccd_yolo.detector import Detector, default_weights
@@ -164,12 +136,12 @@ def main() -> None:
             res["process"] = {"side": side, "covered": covered}
             cli = ["-m", "bccd_yolo", "count", str(path), "--weights", str(weights), "--quiet"]
             for b in backends:
-                s, peak, _ = run_process(cli + ["--backend", b])
+                s, peaks, _ = run_sampled(cli + ["--backend", b])
+                peak = peaks["total"]
                 res["process"][b] = {"seconds": s, "peak_mb": peak}
                 print(f"process {b}: {s:.1f} s, {peak:.0f} MB", flush=True)
-            script = Path(tmp) / "sahi_count.py"
-            script.write_text(SAHI_SCRIPT)
-            s, peak, out = run_process([str(script), str(weights), str(path), str(lowest)])
+            s, peaks, out = run_sampled([__file__, "--sahi-count", str(weights), str(path), str(lowest)])
+            peak = peaks["total"]
             res["process"]["sahi"] = {"seconds": s, "peak_mb": peak, "boxes": int(out.split()[-1])}
             print(f"process sahi: {s:.1f} s, {peak:.0f} MB", flush=True)
 

@@ -12,49 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import psutil
 import tifffile
+from measure import run_sampled  # benchmarks/measure.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "BCCD_Dataset" / "BCCD"
 
 
-def watch(proc: subprocess.Popen, peaks: dict) -> None:
-    """Peak RSS of the process and of each descendant (Ray workers), sampled every 0.2 s."""
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for p in procs:
-            try:
-                rss = p.memory_info().rss / 2**20
-                name = "driver" if p.pid == proc.pid else ("worker" if "TileWorker" in " ".join(p.cmdline()) else "other")
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            peaks[name] = max(peaks.get(name, 0.0), rss)
-        time.sleep(0.2)
-
-
-def run(cmd: list[str]) -> tuple[float, dict]:
-    peaks: dict = {}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t = threading.Thread(target=watch, args=(proc, peaks), daemon=True)
-    t.start()
-    out, err = proc.communicate()
-    t.join()
-    if proc.returncode:
-        raise RuntimeError(err[-3000:])
-    return time.perf_counter() - start, peaks
+def role(p) -> str:
+    """The driver (the count process) or a Ray worker holding a model."""
+    return "worker" if "TileWorker" in " ".join(p.cmdline()) else ("driver" if "bccd_yolo" in " ".join(p.cmdline()) else "other")
 
 
 def main() -> None:
@@ -79,11 +50,12 @@ def main() -> None:
         reports = {}
         for engine in ("local", "ray"):
             out = Path(tmp) / f"{engine}.json"
-            cmd = [sys.executable, "-m", "bccd_yolo", "count", str(inputs), "--backend", args.backend, "--quiet",
+            cmd = ["-m", "bccd_yolo", "count", str(inputs), "--backend", args.backend, "--quiet",
                    "--json", str(out), "--engine", engine]
             if engine == "ray" and args.workers:
                 cmd += ["--workers", str(args.workers)]
-            seconds, peaks = run(cmd)
+            seconds, peaks, _ = run_sampled(cmd, role, every=0.2)
+            peaks.pop("total")
             report = json.loads(out.read_text())
             reports[engine] = report
             tiles = sum(i["tiles"] for i in report["images"])
