@@ -25,7 +25,6 @@ from .edges import DEFAULT_EDGE, EdgeRule
 from .errors import InputError
 from .images import open_image
 
-LOGGER = logging.getLogger(__name__)
 IN_FLIGHT = 2  # batches queued per worker: one running, one waiting, so a worker never idles between batches
 
 
