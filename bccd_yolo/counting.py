@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itsel
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
 MIN_TILE = 64  # px at the model's scale: smaller tiles see too little around a cell (and mean millions of tiles)
 READ_AHEAD = True  # benchmarks/read_ahead.py: measured on and off
-UNSCALED_RBC_PX = 64  # a red cell's size at the network's scale, for a model with no recorded scale (BCCD at 416 px)
+UNSCALED_RBC_PX = 103.5  # a model with no recorded scale takes inputs to be BCCD-like photos: its median red cell, px
 MERGE_FLOOR = 0.5  # of a class's threshold: tile views scoring less never enter the merge
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
@@ -123,6 +123,14 @@ class TilePlan:
         return sum(len(b) for b in self.batches)
 
 
+def cell_px(detector: Detector, mpp: float | None) -> float:
+    """A red cell's diameter in input pixels at `mpp` um/px (None: the model's photo scale). The `imgsz` knob
+    changes what the network sees, not the input, so it has no part here."""
+    if detector.scale is None:
+        return UNSCALED_RBC_PX
+    return detector.scale.rbc_px * detector.scale.mpp / (mpp if mpp is not None else detector.scale.photo_mpp)
+
+
 def plan_tiles(src: ImageSource, detector: Detector, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
                needed: Callable[[Tile], bool] | None = None, mpp: float | None = None,
                skip_background: bool = True) -> TilePlan:
@@ -139,8 +147,7 @@ def plan_tiles(src: ImageSource, detector: Detector, tile: int | None = None, ov
     if skip_background and len(grid) > 1:
         from .foreground import foreground
 
-        rbc_px = detector.scale.rbc_px if detector.scale is not None else UNSCALED_RBC_PX
-        fg = foreground(src, cell_px=rbc_px / f)
+        fg = foreground(src, cell_px=cell_px(detector, mpp))
         if fg is not None:
             kept = [t for t in grid if fg.touches(t.x, t.y, t.w, t.h)]
             skipped, grid = len(grid) - len(kept), kept

@@ -8,9 +8,42 @@ import numpy as np
 import pytest
 from test_tiling import BlobDetector, disc_canvas
 
-from bccd_yolo.counting import TileReport, detect_image
+from bccd_yolo.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image
 from bccd_yolo.foreground import foreground
 from bccd_yolo.images import PhotoSource
+
+
+class SmallInputBlob(BlobDetector):
+    """The same model run with half its training input size: cells look half as large to the network."""
+
+    imgsz = BlobDetector.train_imgsz // 2
+
+    def factor(self, mpp):
+        return super().factor(mpp) * self.imgsz / self.train_imgsz
+
+
+class UnscaledBlob(BlobDetector):
+    scale = None
+
+
+def test_the_cell_size_that_sizes_glass_is_in_input_pixels_whatever_the_network_input():
+    # the mask works on the input: a red cell there is the model's cell at the input's scale, not the cell
+    # divided by the resampling factor, which also carries the imgsz knob
+    assert cell_px(BlobDetector(), None) == pytest.approx(BlobDetector.RBC_PX)
+    assert cell_px(SmallInputBlob(), None) == pytest.approx(BlobDetector.RBC_PX)
+    assert cell_px(SmallInputBlob(), 0.5) == pytest.approx(2 * BlobDetector.RBC_PX)  # 0.5 um/px: cells twice as wide
+    # a model with no recorded scale takes inputs to be BCCD-like photos, as Detector.factor does (640 px frames)
+    assert cell_px(UnscaledBlob(), None) == UNSCALED_RBC_PX
+
+
+def test_an_unscaled_models_red_cell_is_bccds(bccd_dataset):
+    """The fallback is BCCD's median whole red cell in its 640 px photos, measured here from the train labels;
+    2 %: BCCD's labels and the complete re-annotation differ by 0.5 px on ~104 (scale.py)."""
+    from bccd_yolo.calibrate import training_scale
+
+    info = {"path": str(bccd_dataset), "train": str(bccd_dataset / "images" / "train")}
+    measured = training_scale(info, ["RBC", "WBC", "Platelets"], imgsz=640)
+    assert measured is not None and UNSCALED_RBC_PX == pytest.approx(measured["rbc_px"], rel=0.02)
 
 
 def sparse_slide(seed=0):
