@@ -74,6 +74,11 @@ def summarize(args: argparse.Namespace) -> None:
             row[f"epoch_to_{tag}"] = int(reach["epoch"]) if reach else None
             row[f"min_to_{tag}"] = round(reach["time"] / 60, 1) if reach else None
             row[f"ratio_to_{tag}"] = round(reach["time"] / base["time"], 2) if reach and base else None
+        # levelled off? what the best val mAP50 gained in the last 10 epochs (mosaic off) and the 10 before
+        ap = [r["metrics/mAP50(B)"] for r in curve]
+        if len(ap) > 20:
+            row["gain_last_10"] = round(max(ap) - max(ap[:-10]), 3)
+            row["gain_prev_10"] = round(max(ap[:-10]) - max(ap[:-20]), 3)
         rows.append(row)
     if args.test:  # test AP per class of each arm's best.pt (selected on val by Ultralytics' fitness)
         import tempfile
@@ -86,11 +91,11 @@ def summarize(args: argparse.Namespace) -> None:
                           Path(tempfile.mkdtemp()), "val", plots=False).set_index("class")["ap50"]
             row.update({f"test_{k}": round(float(v), 3) for k, v in ap.items()})
     print(f"target: scratch's best val mAP50 {target:.3f}; the study's time ratio {STUDY_RATIO:.2f}")
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
-        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
-    out = ROOT / "benchmarks" / "results" / "transfer"
+        print("| " + " | ".join(str(r.get(k)) for k in keys) + " |")
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for arm, curve in curves.items():
@@ -120,6 +125,8 @@ def main() -> None:
     p.add_argument("--imgsz", type=int, default=416)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--project", default=str(ROOT / "runs" / "transfer"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transfer"),
+                   help="with --summarize: where the summary, plot and each run's small files go")
     p.add_argument("--summarize", action="store_true", help="only summarise finished runs")
     p.add_argument("--test", action="store_true", help="with --summarize: also test-split AP of each arm")
     p.add_argument("--levels", type=float, nargs="*", default=[0.5, 0.6], help="val mAP50 levels to time, besides "
