@@ -87,6 +87,18 @@ def cut_by_tile_edge(d: Detections, t: Tile, width: int, height: int, margin: fl
     )
 
 
+def edge_room(d: Detections, t: Tile, width: int, height: int) -> np.ndarray:
+    """Each box's distance (px) to the nearest edge of tile t lying inside the image (inf: none near it)."""
+    x1, y1, x2, y2 = d.xyxy.T
+    inf = np.full(len(d), np.inf)
+    return np.minimum.reduce([
+        x1 - t.x if t.x > 0 else inf,
+        y1 - t.y if t.y > 0 else inf,
+        t.x + t.w - x2 if t.x + t.w < width else inf,
+        t.y + t.h - y2 if t.y + t.h < height else inf,
+    ])
+
+
 def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, ios: float = 0.5,
                 margin: float = 2.0) -> Detections:
     """Detections of all tiles (image coordinates), one box per cell.
@@ -95,8 +107,10 @@ def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, i
     class, or when one is cut by its tile's edge and lies (NESTED_IOS) in a larger whole box of the other (a cut
     cell can look like another class: half a white cell like a platelet). Views are joined strongest first (by IoU) into cells
     that never hold two boxes of one tile (one tile's touching cells stay apart); chains of views join, so a
-    cell larger than the overlap, seen in parts by three tiles, is still one cell. Each cell keeps its best
-    whole view (whole before cut, then score); a cell no tile saw whole gets the extent of its parts.
+    cell larger than the overlap, seen in parts by three tiles, is still one cell. Each cell keeps its most
+    central whole view: the one farthest from its tile's edges, as a photo would show it. Not the highest score
+    of its views: the best of several looks lifts faint cells (platelets) over a threshold calibrated on one
+    look. A cell no tile saw whole gets the extent of its parts.
     Candidates come from a spatial hash of box centres: cost grows with the cells, not their square."""
     parts = [(t, suppress_nested(d)) for t, d in tiles]
     parts = [(t, d) for t, d in parts if len(d)]
@@ -105,11 +119,12 @@ def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, i
     d = Detections.concat([p for _, p in parts])
     tile_of = np.concatenate([np.full(len(p), k) for k, (_, p) in enumerate(parts)])
     cut = np.concatenate([cut_by_tile_edge(p, t, width, height, margin) for t, p in parts])
+    room = np.where(cut, 0.0, np.concatenate([edge_room(p, t, width, height) for t, p in parts]))
     edges = _same_cell_pairs(d, tile_of, cut, ios)
     cell = _join(edges, tile_of)
     keep = np.zeros(len(d), bool)
     xyxy = d.xyxy.copy()
-    order = np.lexsort((-d.score, cut))  # whole before cut, then by score
+    order = np.lexsort((-d.score, -room, cut))  # whole before cut, then the most central, then by score
     seen: set[int] = set()
     for i in order:
         root = cell[i]
