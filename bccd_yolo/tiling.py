@@ -76,19 +76,9 @@ def suppress_nested(d: Detections, ios: float = NESTED_IOS) -> Detections:
     return d.subset(keep)
 
 
-def cut_by_tile_edge(d: Detections, t: Tile, width: int, height: int, margin: float = 2.0) -> np.ndarray:
-    """Boxes (in image coordinates) that touch an edge of tile t lying inside the image: likely partial cells."""
-    x1, y1, x2, y2 = d.xyxy.T
-    return (
-        ((x1 <= t.x + margin) & (t.x > 0))
-        | ((y1 <= t.y + margin) & (t.y > 0))
-        | ((x2 >= t.x + t.w - margin) & (t.x + t.w < width))
-        | ((y2 >= t.y + t.h - margin) & (t.y + t.h < height))
-    )
-
-
 def edge_room(d: Detections, t: Tile, width: int, height: int) -> np.ndarray:
-    """Each box's distance (px) to the nearest edge of tile t lying inside the image (inf: none near it)."""
+    """Each box's distance (px) to the nearest edge of tile t lying inside the image (inf: none near it). A box
+    within a small margin of such an edge is likely a partial cell, cut by the tile."""
     x1, y1, x2, y2 = d.xyxy.T
     inf = np.full(len(d), np.inf)
     return np.minimum.reduce([
@@ -118,8 +108,9 @@ def merge_tiles(tiles: list[tuple[Tile, Detections]], width: int, height: int, i
         return Detections.empty()
     d = Detections.concat([p for _, p in parts])
     tile_of = np.concatenate([np.full(len(p), k) for k, (_, p) in enumerate(parts)])
-    cut = np.concatenate([cut_by_tile_edge(p, t, width, height, margin) for t, p in parts])
-    room = np.where(cut, 0.0, np.concatenate([edge_room(p, t, width, height) for t, p in parts]))
+    room = np.concatenate([edge_room(p, t, width, height) for t, p in parts])
+    cut = room <= margin
+    room[cut] = 0.0  # cut views are ranked by score alone
     edges = _same_cell_pairs(d, tile_of, cut, ios)
     cell = _join(edges, tile_of)
     keep = np.zeros(len(d), bool)
