@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_regions import UnscaledBlob
 from test_tiling import BlobDetector, disc_canvas
 
 from bccd_yolo.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image
@@ -20,10 +21,6 @@ class SmallInputBlob(BlobDetector):
 
     def factor(self, mpp):
         return super().factor(mpp) * self.imgsz / self.train_imgsz
-
-
-class UnscaledBlob(BlobDetector):
-    scale = None
 
 
 def test_the_cell_size_that_sizes_glass_is_in_input_pixels_whatever_the_network_input():
