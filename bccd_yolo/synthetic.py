@@ -35,3 +35,16 @@ def paste_canvas(files: list[Path], width: int, height: int, seed: int = 0, back
             break
         y += h_row + int(rng.integers(*gaps))
     return canvas, placed
+
+
+def away_from_seams(xyxy: np.ndarray, placed: list[tuple[Path, int, int]], margin: float,
+                    scale: float = 1.0) -> np.ndarray:
+    """Which boxes (canvas pixels; the canvas resized by `scale`) lie inside one pasted photo, at least `margin`
+    canvas pixels from its edges: cells a real slide would have whole, not ones cut by a photo's frame."""
+    keep = np.zeros(len(xyxy), bool)
+    for f, x, y in placed:
+        with Image.open(f) as im:
+            w, h = im.size
+        x0, y0, x1, y1 = x * scale + margin, y * scale + margin, (x + w) * scale - margin, (y + h) * scale - margin
+        keep |= (xyxy[:, 0] >= x0) & (xyxy[:, 1] >= y0) & (xyxy[:, 2] <= x1) & (xyxy[:, 3] <= y1)
+    return keep

@@ -8,7 +8,9 @@ the edge (the `interior` rule applied to labels and detections alike), RBC recal
 (greedy one-to-one); the same photos' count MAE against BCCD's own labels; what `audit` makes of BCCD's
 labels (share of the red cells BCCD missed that it proposes, share of its red-cell proposals that are real
 cells in the complete labels, both at IoU 0.5); and AP50 per class against BCCD's labels on all 72 test
-photos (Ultralytics val). Writes benchmarks/results/complete_labels_<name>.json and prints a table.
+photos (Ultralytics val). With --shrink F the photos are first resized by F (as a scan at a coarser
+resolution would show them) and counted at their scale (--mpp = the model's photo scale / F); AP is not
+affected. Writes benchmarks/results/complete_labels_<name>.json and prints a table.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--split", default="test")
     p.add_argument("--name", default="shipped")
+    p.add_argument("--shrink", type=float, default=1.0, help="resize the photos by this factor before counting")
     args = p.parse_args()
 
     from bccd_yolo.audit import audit_image
@@ -40,7 +43,7 @@ def main() -> None:
     from bccd_yolo.detector import Detector
     from bccd_yolo.edges import apply_edge_rule
     from bccd_yolo.evaluate import load_ground_truth
-    from bccd_yolo.images import open_image
+    from bccd_yolo.images import PhotoSource, open_image
     from bccd_yolo.matching import match
     from bccd_yolo.thresholds import parse_conf
     from bccd_yolo.voc import VocLayout, parse_annotation
@@ -65,7 +68,15 @@ def main() -> None:
     k_rbc = names.index("RBC")
     for g in complete:
         src = open_image(g.path)
-        d = detect_image(src, det, tile=0, progress=False)[0]
+        if args.shrink == 1.0:
+            d = detect_image(src, det, tile=0, progress=False)[0]
+        else:
+            import cv2
+
+            assert det.scale is not None, "--shrink needs a model with a recorded scale (calibrate it)"
+            small = cv2.resize(src.read(0, 0, g.width, g.height), None, fx=args.shrink, fy=args.shrink, interpolation=cv2.INTER_AREA)
+            d = detect_image(PhotoSource(g.path, small), det, tile=0, progress=False,
+                             mpp=det.scale.photo_mpp / args.shrink)[0].scaled(1 / args.shrink, 1 / args.shrink)
         src.close()
         b = bccd_gt[g.path.name]
         true_c.append(g.boxes.counts(len(names)))
@@ -96,7 +107,7 @@ def main() -> None:
     ap = validate(args.weights, str(tmp / "bccd" / "data.yaml"), args.split, names, det.imgsz, 0.001, 0.7, tmp, "val",
                   plots=False).set_index("class")["ap50"].to_dict()
     result = {
-        "weights": str(args.weights), "imgsz": det.imgsz, "thresholds": det.thresholds.by_class,
+        "weights": str(args.weights), "imgsz": det.imgsz, "shrink": args.shrink, "thresholds": det.thresholds.by_class,
         "thresholds_source": det.thresholds.source, "photos": len(complete),
         "count_mae_complete": dict(zip(names, np.round(mae_c, 3).tolist())),
         "count_mae_bccd_same_photos": dict(zip(names, np.round(mae_b, 3).tolist())),
