@@ -51,6 +51,7 @@ class FinetuneRequest:
     resume: bool = False
     profile: str | None = None
     cfg: str | None = None  # darknet cfg of --weights X.weights (default: beside the weights)
+    resample: float | None = None  # share of training images shrunk and resampled back (yolo.augment); None: 0 or as before a resume
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def filled(self) -> "FinetuneRequest":
@@ -214,6 +215,11 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
         LOGGER.info(plan.describe())
         model_file, args = model_yaml_file(req.model), _train_args(req, plan)
     hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
+    req = replace(req, resample=run_resample(run_dir, req))
+    if req.resample:
+        from .yolo.augment import resample_callback
+
+        hooks.setdefault("on_train_start", []).append(resample_callback(req.resample))
     if plan and plan.notes:
         notes = plan.notes
 
@@ -232,6 +238,22 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     LOGGER.info("timing: %.1f s total, %.1f s/epoch -> %s", record["wall_seconds"], record["seconds_per_epoch"],
                 save_dir / "timing.json")
     return record
+
+
+RESAMPLE = "resample.json"  # the run's --resample, so that a resume keeps it
+
+
+def run_resample(run_dir: Path, req: FinetuneRequest) -> float:
+    """The --resample share this run trains with: as asked, else (on resume) as the run started, else 0."""
+    if req.resample is not None and not 0 <= req.resample <= 1:
+        raise InputError(None, f"{req.resample}: a share of training images, from 0 to 1", option="resample")
+    saved = run_dir / RESAMPLE
+    if req.resample is None:
+        return float(json.loads(saved.read_text())["p"]) if req.resume and saved.is_file() else 0.0
+    if not req.resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps({"p": req.resample}) + "\n")
+    return req.resample
 
 
 SEGMENTS = "segments.json"  # epochs already in results.csv when each training segment (first run, resumes) began
@@ -282,6 +304,7 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "transferred_tensors": plan.transferred if plan else None,
         "freeze": [str(x) for x in plan.freeze] if plan else None,
         "overrides": json.loads(json.dumps(req.overrides, default=str)),
+        "resample": req.resample or 0.0,
         "resumed": req.resume,
         "darknet": darknet,
     }

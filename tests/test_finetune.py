@@ -125,6 +125,37 @@ def test_resume_continues_a_killed_run(mini_bccd, tmp_path):
     assert tree_digest(tmp_path) == before
 
 
+def test_resample_stays_in_the_training_transforms_through_rebuilds_and_a_resume(mini_bccd, tmp_path):
+    from bccd_yolo.yolo.augment import ResampleTransform
+
+    class Killed(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def count_resample(trainer):  # after the epoch: Ultralytics rebuilt the transforms when it closed mosaic
+        seen.append(sum(isinstance(t, ResampleTransform) for t in trainer.train_loader.dataset.transforms.transforms))
+
+    def kill_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise Killed
+
+    req = FinetuneRequest(stage="scratch", data=str(mini_bccd), project=str(tmp_path), resample=1.0,
+                          **{**COMMON, "epochs": 2})
+    with pytest.raises(Killed):
+        finetune(req, callbacks={"on_train_epoch_end": count_resample, "on_model_save": kill_after_first_epoch})
+    record = finetune(FinetuneRequest(stage="scratch", project=str(tmp_path), resume=True),
+                      callbacks={"on_train_epoch_end": count_resample})
+    assert seen == [1, 1] and record["resample"] == 1.0
+
+
+def test_resample_out_of_range_names_the_option_and_leaves_no_run(mini_bccd, tmp_path):
+    req = FinetuneRequest(stage="scratch", data=str(mini_bccd), project=str(tmp_path / "runs"), resample=1.5, **COMMON)
+    with pytest.raises(InputError, match="resample 1.5: a share"):
+        finetune(req)
+    assert not (tmp_path / "runs").exists()
+
+
 def run_cli(args, capsys) -> tuple[int, str]:
     code = main(["finetune", *args])
     return code, capsys.readouterr().err.strip()
