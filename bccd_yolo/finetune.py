@@ -51,7 +51,8 @@ class FinetuneRequest:
     resume: bool = False
     profile: str | None = None
     cfg: str | None = None  # darknet cfg of --weights X.weights (default: beside the weights)
-    resample: float | None = None  # share of training images shrunk and resampled back (yolo.augment); None: 0 or as before a resume
+    resample: float | None = None  # share of training images shrunk and resampled back (yolo.augment)
+    refill: float | None = None  # share of training images whose padding is repainted (yolo.augment)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def filled(self) -> "FinetuneRequest":
@@ -215,11 +216,12 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
         LOGGER.info(plan.describe())
         model_file, args = model_yaml_file(req.model), _train_args(req, plan)
     hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
-    req = replace(req, resample=run_resample(run_dir, req))
-    if req.resample:
-        from .yolo.augment import resample_callback
+    shares = run_augment(run_dir, req)
+    req = replace(req, resample=shares["resample"], refill=shares["refill"])
+    if req.resample or req.refill:
+        from .yolo.augment import augment_callback
 
-        hooks.setdefault("on_train_start", []).append(resample_callback(req.resample))
+        hooks.setdefault("on_train_start", []).append(augment_callback(req.resample or 0.0, req.refill or 0.0))
     if plan and plan.notes:
         notes = plan.notes
 
@@ -240,20 +242,23 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     return record
 
 
-RESAMPLE = "resample.json"  # the run's --resample, so that a resume keeps it
+AUGMENT = "augment.json"  # the run's --resample and --refill, so that a resume keeps them
 
 
-def run_resample(run_dir: Path, req: FinetuneRequest) -> float:
-    """The --resample share this run trains with: as asked, else (on resume) as the run started, else 0."""
-    if req.resample is not None and not 0 <= req.resample <= 1:
-        raise InputError(None, f"{req.resample}: a share of training images, from 0 to 1", option="resample")
-    saved = run_dir / RESAMPLE
-    if req.resample is None:
-        return float(json.loads(saved.read_text())["p"]) if req.resume and saved.is_file() else 0.0
+def run_augment(run_dir: Path, req: FinetuneRequest) -> dict[str, float]:
+    """The shares of --resample and --refill this run trains with: as asked, else (on resume) as the run
+    started, else 0."""
+    asked = {"resample": req.resample, "refill": req.refill}
+    for name, p in asked.items():
+        if p is not None and not 0 <= p <= 1:
+            raise InputError(None, f"{p}: a share of training images, from 0 to 1", option=name)
+    saved = run_dir / AUGMENT
+    before = json.loads(saved.read_text()) if req.resume and saved.is_file() else {}
+    shares = {k: float(v if v is not None else before.get(k, 0.0)) for k, v in asked.items()}
     if not req.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps({"p": req.resample}) + "\n")
-    return req.resample
+        atomic_write_text(saved, json.dumps(shares) + "\n")
+    return shares
 
 
 SEGMENTS = "segments.json"  # epochs already in results.csv when each training segment (first run, resumes) began
@@ -305,6 +310,7 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "freeze": [str(x) for x in plan.freeze] if plan else None,
         "overrides": json.loads(json.dumps(req.overrides, default=str)),
         "resample": req.resample or 0.0,
+        "refill": req.refill or 0.0,
         "resumed": req.resume,
         "darknet": darknet,
     }

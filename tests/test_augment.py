@@ -1,4 +1,5 @@
-"""`yolo.augment`: a training image shrunk and resampled back loses fine detail and keeps everything else."""
+"""`yolo.augment`: a training image shrunk and resampled back loses fine detail and keeps everything else;
+repainting the padding changes the padding and nothing else."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from bccd_yolo.images import resize
-from bccd_yolo.yolo.augment import ResampleTransform, resample
+from bccd_yolo.yolo.augment import PAD, RefillTransform, ResampleTransform, refill, resample
 
 
 def checkerboard(h: int = 96, w: int = 128) -> np.ndarray:
@@ -45,3 +46,27 @@ def test_transform_applies_to_the_share_asked(p, changed):
     t = ResampleTransform(p)
     n = sum(not np.array_equal(t({"img": checkerboard()})["img"], checkerboard()) for _ in range(20))
     assert n == changed
+
+
+def test_refill_repaints_the_padding_and_nothing_else():
+    photo = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    photo[(photo == PAD).all(axis=2)] = 0  # no exact padding grey inside the photo
+    padded = np.full((100, 100, 3), PAD, np.uint8)
+    padded[10:74, 5:85] = photo
+    padded[80, 90] = (PAD, PAD, 0)  # a pixel with 114 in two channels is not padding
+    out = refill(padded, 230)
+    assert np.array_equal(out[10:74, 5:85], photo) and tuple(out[80, 90]) == (PAD, PAD, 0)
+    outside = np.ones((100, 100), bool)
+    outside[10:74, 5:85] = False
+    outside[80, 90] = False
+    assert (out[outside] == 230).all()
+    assert (padded[outside] == PAD).all()  # the input is left as it was
+
+
+@pytest.mark.parametrize("p, changed", [(0.0, 0), (1.0, 20)])
+def test_refill_applies_to_the_share_asked(p, changed):
+    padded = np.full((8, 8, 3), PAD, np.uint8)
+    t = RefillTransform(p)
+    # a random level equal to the padding's leaves it unchanged: 1 in 256 per draw
+    n = sum(not np.array_equal(t({"img": padded})["img"], padded) for _ in range(20))
+    assert n >= changed - 1 if changed else n == 0
