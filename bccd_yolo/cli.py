@@ -141,7 +141,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         stage="scratch" if args.scratch else str(args.stage), model=args.model, data=args.data, weights=args.weights,
         epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,
         project=args.project, name=args.name, resume=args.resume, profile=args.profile, cfg=args.cfg,
-        resample=args.resample, refill=args.refill, overrides=parse_overrides(args.overrides),
+        resample=args.resample, refill=args.refill, frame=args.frame, overrides=parse_overrides(args.overrides),
     )
     finetune(req)
     return 0
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refill", type=UNIT, default=None, metavar="P",
                    help="share of training images whose padding (Ultralytics' grey 114 around mosaics) is repainted "
                         "a random grey, so cells cut by a frame are cells whatever lies beyond it (default 0)")
+    p.add_argument("--frame", type=UNIT, default=None, metavar="P",
+                   help="share of training images cut to a random frame (55-95 %% of each side) and padded, as a photo "
+                        "pasted into a slide is; cut cells keep their labels by Ultralytics' rule (default 0)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
 

@@ -53,6 +53,7 @@ class FinetuneRequest:
     cfg: str | None = None  # darknet cfg of --weights X.weights (default: beside the weights)
     resample: float | None = None  # share of training images shrunk and resampled back (yolo.augment)
     refill: float | None = None  # share of training images whose padding is repainted (yolo.augment)
+    frame: float | None = None  # share of training images cut to a random frame (yolo.augment)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def filled(self) -> "FinetuneRequest":
@@ -217,11 +218,11 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
         model_file, args = model_yaml_file(req.model), _train_args(req, plan)
     hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
     shares = run_augment(run_dir, req)
-    req = replace(req, resample=shares["resample"], refill=shares["refill"])
-    if req.resample or req.refill:
+    req = replace(req, resample=shares["resample"], refill=shares["refill"], frame=shares["frame"])
+    if req.resample or req.refill or req.frame:
         from .yolo.augment import augment_callback
 
-        hooks.setdefault("on_train_start", []).append(augment_callback(req.resample or 0.0, req.refill or 0.0))
+        hooks.setdefault("on_train_start", []).append(augment_callback(**shares))
     if plan and plan.notes:
         notes = plan.notes
 
@@ -242,13 +243,13 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     return record
 
 
-AUGMENT = "augment.json"  # the run's --resample and --refill, so that a resume keeps them
+AUGMENT = "augment.json"  # the run's --resample, --refill and --frame, so that a resume keeps them
 
 
 def run_augment(run_dir: Path, req: FinetuneRequest) -> dict[str, float]:
-    """The shares of --resample and --refill this run trains with: as asked, else (on resume) as the run
+    """The shares of --resample, --refill and --frame this run trains with: as asked, else (on resume) as the run
     started, else 0."""
-    asked = {"resample": req.resample, "refill": req.refill}
+    asked = {"resample": req.resample, "refill": req.refill, "frame": req.frame}
     for name, p in asked.items():
         if p is not None and not 0 <= p <= 1:
             raise InputError(None, f"{p}: a share of training images, from 0 to 1", option=name)
@@ -311,6 +312,7 @@ def timing_record(req: FinetuneRequest, plan: RunPlan | None, save_dir: Path, wa
         "overrides": json.loads(json.dumps(req.overrides, default=str)),
         "resample": req.resample or 0.0,
         "refill": req.refill or 0.0,
+        "frame": req.frame or 0.0,
         "resumed": req.resume,
         "darknet": darknet,
     }

@@ -1,5 +1,6 @@
 """`yolo.augment`: a training image shrunk and resampled back loses fine detail and keeps everything else;
-repainting the padding changes the padding and nothing else."""
+repainting the padding changes the padding and nothing else; a frame cuts cells and keeps the labels of
+those that still show."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from bccd_yolo.images import resize
-from bccd_yolo.yolo.augment import PAD, RefillTransform, ResampleTransform, refill, resample
+from bccd_yolo.yolo.augment import PAD, RefillTransform, ResampleTransform, frame, refill, resample
 
 
 def checkerboard(h: int = 96, w: int = 128) -> np.ndarray:
@@ -70,3 +71,32 @@ def test_refill_applies_to_the_share_asked(p, changed):
     # a random level equal to the padding's leaves it unchanged: 1 in 256 per draw
     n = sum(not np.array_equal(t({"img": padded})["img"], padded) for _ in range(20))
     assert n >= changed - 1 if changed else n == 0
+
+
+def test_frame_pads_outside_and_keeps_the_cells_that_still_show():
+    img = np.random.default_rng(2).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    boxes = np.array([
+        [30, 30, 50, 50],   # inside: unchanged
+        [5, 40, 25, 60],    # cut by the left side at x=20: 5 of 20 px wide remain (25 %), kept, clipped
+        [0, 70, 21, 90],    # 1 px remains: too thin, dropped
+        [10, 0, 30, 12],    # cut by the top at y=10: 2 of 12 px remain: dropped (not over 2 px)
+        [90, 40, 110, 60],  # cut by the right side at x=100: 10 of 20 px remain, kept
+        [100, 80, 118, 98], # wholly outside: dropped
+        [60, 5, 80, 13],    # 3 of 8 px tall remain (37 %, over 2 px): kept
+    ], dtype=np.float32)
+    out, clipped, keep = frame(img, boxes, (20, 10, 100, 90))
+    assert keep.tolist() == [True, True, False, False, True, False, True]
+    assert clipped[0].tolist() == [30, 30, 50, 50] and clipped[1].tolist() == [20, 40, 25, 60]
+    assert clipped[4].tolist() == [90, 40, 100, 60] and clipped[6].tolist() == [60, 10, 80, 13]
+    assert np.array_equal(out[10:90, 20:100], img[10:90, 20:100])
+    inside = np.zeros((100, 120), bool)
+    inside[10:90, 20:100] = True
+    assert (out[~inside] == PAD).all()
+
+
+def test_frame_drops_a_box_with_under_a_tenth_of_its_area_left():
+    big = np.array([[0, 0, 100, 100]], dtype=np.float32)  # 9 of 100 px wide remain: 9 % of the area
+    _, _, keep = frame(np.zeros((100, 100, 3), np.uint8), big, (91, 0, 100, 100))
+    assert not keep[0]
+    _, _, keep = frame(np.zeros((100, 100, 3), np.uint8), big, (89, 0, 100, 100))  # 11 %
+    assert keep[0]

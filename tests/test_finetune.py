@@ -126,7 +126,7 @@ def test_resume_continues_a_killed_run(mini_bccd, tmp_path):
 
 
 def test_augments_stay_in_the_training_transforms_through_rebuilds_and_a_resume(mini_bccd, tmp_path):
-    from bccd_yolo.yolo.augment import RefillTransform, ResampleTransform
+    from bccd_yolo.yolo.augment import FrameTransform, RefillTransform, ResampleTransform
 
     class Killed(Exception):
         pass
@@ -135,21 +135,24 @@ def test_augments_stay_in_the_training_transforms_through_rebuilds_and_a_resume(
 
     def count_resample(trainer):  # after the epoch: Ultralytics rebuilt the transforms when it closed mosaic
         ts = trainer.train_loader.dataset.transforms.transforms
-        # refill right after the mosaic/affine step, while the padding is still exactly grey 114; resample last
-        seen.append((sum(isinstance(t, RefillTransform) for t in ts), isinstance(ts[1], RefillTransform),
-                     sum(isinstance(t, ResampleTransform) for t in ts), isinstance(ts[-2], ResampleTransform)))
+        # frame, then refill, right after the mosaic/affine step (pixel boxes; padding still exactly grey 114);
+        # resample last, before Format
+        kinds = [type(t) for t in ts]
+        seen.append((kinds.count(FrameTransform), kinds.count(RefillTransform), kinds.count(ResampleTransform),
+                     kinds[1:3] == [FrameTransform, RefillTransform] and kinds[-2] is ResampleTransform))
 
     def kill_after_first_epoch(trainer):
         if trainer.epoch == 0:
             raise Killed
 
     req = FinetuneRequest(stage="scratch", data=str(mini_bccd), project=str(tmp_path), resample=1.0,
-                          refill=0.5, **{**COMMON, "epochs": 2})
+                          refill=0.5, frame=1.0, **{**COMMON, "epochs": 2})  # frame on every image: its box edits run
     with pytest.raises(Killed):
         finetune(req, callbacks={"on_train_epoch_end": count_resample, "on_model_save": kill_after_first_epoch})
     record = finetune(FinetuneRequest(stage="scratch", project=str(tmp_path), resume=True),
                       callbacks={"on_train_epoch_end": count_resample})
-    assert seen == [(1, True, 1, True)] * 2 and record["resample"] == 1.0 and record["refill"] == 0.5
+    assert seen == [(1, 1, 1, True)] * 2
+    assert (record["resample"], record["refill"], record["frame"]) == (1.0, 0.5, 1.0)
 
 
 def test_resample_out_of_range_names_the_option_and_leaves_no_run(mini_bccd, tmp_path):

@@ -27,6 +27,7 @@ BAD = [
     (["finetune", "--stage", "3", "--batch", "x"], "--batch", "not an integer"),
     (["finetune", "--stage", "3", "--resample", "1.5"], "--resample", "[0, 1]"),
     (["finetune", "--stage", "3", "--refill", "-1"], "--refill", "[0, 1]"),
+    (["finetune", "--stage", "3", "--frame", "2"], "--frame", "[0, 1]"),
     (["audit", "voc", "--out", "o", "--iou", "1.5"], "--iou", "[0, 1]"),
     (["convert", "--val-frac", "2"], "--val-frac", "[0, 0.99]"),
     (["calibrate", "--imgsz", "0"], "--imgsz", ">= 32"),

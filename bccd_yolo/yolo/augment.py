@@ -6,6 +6,10 @@
 - refill: Ultralytics pads mosaics, affine borders and letterboxes with grey 114, so every cell a model saw
   cut by a frame was cut against that grey. Cells at the edge of a scanned region, of a pasted photo or of a
   tile meet glass, white or black instead. `RefillTransform` repaints the padding one random grey level.
+- frame: Ultralytics' mosaic cuts cells mostly where one photo meets another; a photo pasted into a slide or a
+  canvas cuts them against padding on all four sides. `FrameTransform` keeps a random rectangle of a training
+  image and pads the rest (refill then repaints it), keeping the cut cells' boxes by Ultralytics' own rule
+  (a box keeps its label while over 10 % of its area and over 2 px each way remain).
 """
 
 from __future__ import annotations
@@ -44,6 +48,41 @@ class RefillTransform:
         return labels
 
 
+@dataclass(frozen=True)
+class FrameTransform:
+    p: float
+    kept: tuple[float, float] = (0.55, 0.95)  # share of each side inside the frame
+
+    def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
+        if self.p <= 0 or random.random() >= self.p:
+            return labels
+        img = labels["img"]
+        h, w = img.shape[:2]
+        fw, fh = round(w * random.uniform(*self.kept)), round(h * random.uniform(*self.kept))
+        x0, y0 = random.randint(0, w - fw), random.randint(0, h - fh)
+        instances = labels["instances"]
+        instances.convert_bbox("xyxy")
+        labels["img"], boxes, keep = frame(img, instances.bboxes, (x0, y0, x0 + fw, y0 + fh))
+        instances.update(boxes)
+        labels["instances"] = instances[keep]
+        labels["cls"] = labels["cls"][keep]
+        return labels
+
+
+def frame(img: np.ndarray, xyxy: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`img` padded outside `rect` (x0, y0, x1, y1), the boxes clipped to it, and which boxes keep their label:
+    over 10 % of their area and over 2 px each way inside (Ultralytics' `box_candidates` after an affine step)."""
+    x0, y0, x1, y1 = rect
+    out = np.full_like(img, PAD)
+    out[y0:y1, x0:x1] = img[y0:y1, x0:x1]
+    clipped = np.column_stack([np.clip(xyxy[:, 0], x0, x1), np.clip(xyxy[:, 1], y0, y1),
+                               np.clip(xyxy[:, 2], x0, x1), np.clip(xyxy[:, 3], y0, y1)]).astype(xyxy.dtype)
+    w1, h1 = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+    w2, h2 = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    keep = (w2 > 2) & (h2 > 2) & (w2 * h2 > 0.1 * w1 * h1)
+    return out, clipped, keep
+
+
 def resample(img: np.ndarray, factor: float) -> np.ndarray:
     """`img` shrunk by `factor` and resampled back to its size, as `images.resize` would do both ways."""
     h, w = img.shape[:2]
@@ -59,16 +98,17 @@ def refill(img: np.ndarray, level: int) -> np.ndarray:
     return out
 
 
-def augment_callback(resample: float = 0.0, refill: float = 0.0) -> Callable[[Any], None]:
-    """An `on_train_start` callback putting the transforms asked for into the training set's: refill right after
-    Ultralytics' mosaic and affine step (before colour changes move the padding off 114), resample before the
-    final Format step. They stay there when Ultralytics rebuilds the transforms (close_mosaic)."""
-    after_pre = RefillTransform(refill) if refill else None
+def augment_callback(resample: float = 0.0, refill: float = 0.0, frame: float = 0.0) -> Callable[[Any], None]:
+    """An `on_train_start` callback putting the transforms asked for into the training set's: frame, then refill,
+    right after Ultralytics' mosaic and affine step (boxes are pixel xyxy there, and colour changes have not yet
+    moved the padding off 114), resample before the final Format step. They stay there when Ultralytics
+    rebuilds the transforms (close_mosaic)."""
+    after_pre = [t for t in (FrameTransform(frame) if frame else None, RefillTransform(refill) if refill else None) if t]
     last = ResampleTransform(resample) if resample else None
 
     def add(transforms: Any) -> Any:
-        if after_pre is not None:
-            transforms.insert(1, after_pre)
+        for t in reversed(after_pre):
+            transforms.insert(1, t)
         if last is not None:
             transforms.insert(-1, last)
         return transforms
