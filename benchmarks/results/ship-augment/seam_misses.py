@@ -1,0 +1,46 @@
+"""One-by-one red cells with no canvas detection at IoU 0.5 (canvas 1, default tiles): red at a photo's edge,
+magenta inside; canvas detections in green.
+
+    python seam_misses.py WEIGHTS OUT.png
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bccd_yolo.counting import detect_image
+from bccd_yolo.detector import Detector
+from bccd_yolo.images import PhotoSource, open_image
+from bccd_yolo.synthetic import paste_canvas
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return w * h / ((box[2] - box[0]) * (box[3] - box[1]) + area - w * h)
+
+
+root = Path(__file__).resolve().parents[4] / "shared" / "BCCD_Dataset" / "BCCD"
+files = [root / "JPEGImages" / f"{s}.jpg" for s in (root / "ImageSets/Main/test.txt").read_text().split()]
+det = Detector(Path(sys.argv[1]), quiet=True)  # e.g. runs/ship-refill-c/weights/best.pt, calibrated
+seed = 1
+canvas, placed = paste_canvas(files[seed::2] + files, 3400, 2400, seed=seed)
+d, _ = detect_image(PhotoSource(Path("c.png"), canvas), det, progress=False)
+img = canvas[:, :, ::-1].copy()
+found = d.xyxy[d.cls == 0]
+misses = {"edge": 0, "inside": 0}
+for f, x, y in placed:
+    o = detect_image(open_image(f), det, progress=False)[0].shifted(x, y)
+    for b in o.xyxy[o.cls == 0]:
+        if len(found) and iou(b, found).max() >= 0.5:
+            continue
+        edge = bool(b[0] - x < 3 or b[1] - y < 3 or x + 640 - b[2] < 3 or y + 480 - b[3] < 3)
+        misses["edge" if edge else "inside"] += 1
+        cv2.rectangle(img, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 0, 255) if edge else (255, 0, 255), 4)
+for b in found:
+    cv2.rectangle(img, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 200, 0), 1)
+print("one-by-one RBC with no canvas match:", misses)
+cv2.imwrite(sys.argv[2], cv2.resize(img[:1300, :1900], None, fx=0.45, fy=0.45))  # top-left of canvas 1
