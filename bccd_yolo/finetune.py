@@ -222,7 +222,8 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     if req.resample or req.refill or req.frame:
         from .yolo.augment import augment_callback
 
-        hooks.setdefault("on_train_start", []).append(augment_callback(**shares))
+        hooks.setdefault("on_train_start", []).append(
+            augment_callback(shares["resample"], shares["refill"], shares["frame"]))
     if plan and plan.notes:
         notes = plan.notes
 

@@ -98,13 +98,13 @@ def refill(img: np.ndarray, level: int) -> np.ndarray:
     return out
 
 
-def augment_callback(resample: float = 0.0, refill: float = 0.0, frame: float = 0.0) -> Callable[[Any], None]:
+def augment_callback(resample_p: float = 0.0, refill_p: float = 0.0, frame_p: float = 0.0) -> Callable[[Any], None]:
     """An `on_train_start` callback putting the transforms asked for into the training set's: frame, then refill,
     right after Ultralytics' mosaic and affine step (boxes are pixel xyxy there, and colour changes have not yet
     moved the padding off 114), resample before the final Format step. They stay there when Ultralytics
     rebuilds the transforms (close_mosaic)."""
-    after_pre = [t for t in (FrameTransform(frame) if frame else None, RefillTransform(refill) if refill else None) if t]
-    last = ResampleTransform(resample) if resample else None
+    after_pre = [t for t in (FrameTransform(frame_p) if frame_p else None, RefillTransform(refill_p) if refill_p else None) if t]
+    last = ResampleTransform(resample_p) if resample_p else None
 
     def add(transforms: Any) -> Any:
         for t in reversed(after_pre):
