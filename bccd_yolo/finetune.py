@@ -219,7 +219,7 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
     hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
     shares = run_augment(run_dir, req)
     req = replace(req, resample=shares["resample"], refill=shares["refill"], frame=shares["frame"])
-    if req.resample or req.refill or req.frame:
+    if any(shares.values()):
         from .yolo.augment import augment_callback
 
         hooks.setdefault("on_train_start", []).append(

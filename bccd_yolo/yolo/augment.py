@@ -18,8 +18,9 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import cv2
 import numpy as np
+
+from ..images import resize, scaled_size
 
 FACTORS = (0.5, 0.95)  # a scan at half to nearly the photos' resolution
 PAD = 114  # Ultralytics' padding grey (Mosaic canvas, RandomPerspective borderValue, LetterBox)
@@ -84,10 +85,9 @@ def frame(img: np.ndarray, xyxy: np.ndarray, rect: tuple[int, int, int, int]) ->
 
 
 def resample(img: np.ndarray, factor: float) -> np.ndarray:
-    """`img` shrunk by `factor` and resampled back to its size, as `images.resize` would do both ways."""
+    """`img` shrunk by `factor` and resampled back to its size, by the `images.resize` counting uses."""
     h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return resize(resize(img, scaled_size(w, h, factor)), (w, h))
 
 
 def refill(img: np.ndarray, level: int) -> np.ndarray:

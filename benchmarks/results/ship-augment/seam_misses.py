@@ -13,15 +13,8 @@ import numpy as np
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import Detector
 from bccd_yolo.images import PhotoSource, open_image
+from bccd_yolo.matching import iou_matrix
 from bccd_yolo.synthetic import paste_canvas
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return w * h / ((box[2] - box[0]) * (box[3] - box[1]) + area - w * h)
-
 
 root = Path(__file__).resolve().parents[4] / "shared" / "BCCD_Dataset" / "BCCD"
 files = [root / "JPEGImages" / f"{s}.jpg" for s in (root / "ImageSets/Main/test.txt").read_text().split()]
@@ -34,9 +27,9 @@ found = d.xyxy[d.cls == 0]
 misses = {"edge": 0, "inside": 0}
 for f, x, y in placed:
     o = detect_image(open_image(f), det, progress=False)[0].shifted(x, y)
-    for b in o.xyxy[o.cls == 0]:
-        if len(found) and iou(b, found).max() >= 0.5:
-            continue
+    mine = o.xyxy[o.cls == 0]
+    best = iou_matrix(mine, found).max(axis=1) if len(found) else np.zeros(len(mine))
+    for b in mine[best < 0.5]:
         edge = bool(b[0] - x < 3 or b[1] - y < 3 or x + 640 - b[2] < 3 or y + 480 - b[3] < 3)
         misses["edge" if edge else "inside"] += 1
         cv2.rectangle(img, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 0, 255) if edge else (255, 0, 255), 4)
