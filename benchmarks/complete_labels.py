@@ -43,7 +43,7 @@ def main() -> None:
     from bccd_yolo.detector import Detector
     from bccd_yolo.edges import apply_edge_rule
     from bccd_yolo.evaluate import load_ground_truth
-    from bccd_yolo.images import PhotoSource, open_image
+    from bccd_yolo.images import PhotoSource, open_image, read_scaled
     from bccd_yolo.matching import match
     from bccd_yolo.thresholds import parse_conf
     from bccd_yolo.voc import VocLayout, parse_annotation
@@ -71,12 +71,11 @@ def main() -> None:
         if args.shrink == 1.0:
             d = detect_image(src, det, tile=0, progress=False)[0]
         else:
-            import cv2
-
             assert det.scale is not None, "--shrink needs a model with a recorded scale (calibrate it)"
-            small = cv2.resize(src.read(0, 0, g.width, g.height), None, fx=args.shrink, fy=args.shrink, interpolation=cv2.INTER_AREA)
+            small = read_scaled(src, 0, 0, g.width, g.height, args.shrink)
+            fx, fy = g.width / small.shape[1], g.height / small.shape[0]  # the exact factors of the rounded size
             d = detect_image(PhotoSource(g.path, small), det, tile=0, progress=False,
-                             mpp=det.scale.photo_mpp / args.shrink)[0].scaled(1 / args.shrink, 1 / args.shrink)
+                             mpp=det.scale.photo_mpp * fx)[0].scaled(fx, fy)
         src.close()
         b = bccd_gt[g.path.name]
         true_c.append(g.boxes.counts(len(names)))
