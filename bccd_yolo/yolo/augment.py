@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from ultralytics.data.augment import RandomPerspective
 
 from ..images import resize, scaled_size
 
@@ -72,16 +73,13 @@ class FrameTransform:
 
 def frame(img: np.ndarray, xyxy: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`img` padded outside `rect` (x0, y0, x1, y1), the boxes clipped to it, and which boxes keep their label:
-    over 10 % of their area and over 2 px each way inside (Ultralytics' `box_candidates` after an affine step)."""
+    Ultralytics' own `box_candidates`, the rule it applies after an affine step (over 10 % of the area and over
+    2 px each way inside)."""
     x0, y0, x1, y1 = rect
     out = np.full_like(img, PAD)
     out[y0:y1, x0:x1] = img[y0:y1, x0:x1]
-    clipped = np.column_stack([np.clip(xyxy[:, 0], x0, x1), np.clip(xyxy[:, 1], y0, y1),
-                               np.clip(xyxy[:, 2], x0, x1), np.clip(xyxy[:, 3], y0, y1)]).astype(xyxy.dtype)
-    w1, h1 = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
-    w2, h2 = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-    keep = (w2 > 2) & (h2 > 2) & (w2 * h2 > 0.1 * w1 * h1)
-    return out, clipped, keep
+    clipped = np.clip(xyxy, (x0, y0, x0, y0), (x1, y1, x1, y1)).astype(xyxy.dtype)
+    return out, clipped, RandomPerspective.box_candidates(xyxy.T, clipped.T)
 
 
 def resample(img: np.ndarray, factor: float) -> np.ndarray:
