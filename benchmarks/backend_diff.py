@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/backend_diff.py [--weights PT] [--backends torch openvino]
 
-On the 72 BCCD test photos at the model's thresholds; a box is unmatched when no box of the other backend
-overlaps it at IoU 0.5. Prints one line per unmatched box and the largest distance of a score from its
-class threshold (small: the backends round differently near a threshold, not a different model).
+On the 72 BCCD test photos at the model's thresholds; a box is unmatched when `matching.match` (greedy,
+one-to-one, same class, IoU 0.5) finds it no partner among the other backend's boxes. Prints one line per
+unmatched box and the largest distance of a score from its class threshold (small: the backends round
+differently near a threshold, not a different model).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from bccd_yolo.counting import detect_image
 from bccd_yolo.detector import Detector, default_weights
 from bccd_yolo.images import open_image
-from bccd_yolo.matching import iou_matrix
+from bccd_yolo.matching import match
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +38,9 @@ def main() -> None:
         a, b = (detect_image(open_image(f), d, progress=False)[0] for d in dets)
         if (a.counts(len(names)) == b.counts(len(names))).all():
             continue
-        m = iou_matrix(a.xyxy, b.xyxy) if len(a) and len(b) else np.zeros((len(a), len(b)))
-        rows += [(f.name, a_name, names[a.cls[i]], float(a.score[i])) for i in range(len(a)) if m.shape[1] == 0 or m[i].max() < 0.5]
-        rows += [(f.name, b_name, names[b.cls[j]], float(b.score[j])) for j in range(len(b)) if m.shape[0] == 0 or m[:, j].max() < 0.5]
+        m = match(a, b)
+        rows += [(f.name, name, names[d.cls[i]], float(d.score[i]))
+                 for name, d, found in ((a_name, a, m.pred), (b_name, b, m.truth)) for i in np.flatnonzero(~found)]
     for name, only, cls, score in rows:
         print(f"{name}  only {only:<9} {cls:<10} score {score:.3f}  threshold {th[cls]:.2f}")
     gap = max((abs(s - th[c]) for _, _, c, s in rows), default=0.0)
