@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from .convert import BCCD_CLASSES
-from .counting import MIN_TILE
-from .errors import InputError
+from .core.errors import InputError
+from .count.options import MIN_TILE
+from .data.convert import BCCD_CLASSES
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -63,7 +64,7 @@ def tile_size(text: str) -> int:
 
 def mpp_spec(text: str) -> float | str:
     """`auto` or micrometres per pixel, checked as the library checks it (scale.check_mpp)."""
-    from .scale import check_mpp
+    from .core.scale import check_mpp
 
     if text == "auto":
         return text
@@ -81,7 +82,7 @@ def as_flag(name: str) -> str:
 
 def conf_spec(text: str) -> float | dict[str, float]:
     """`0.3` or `RBC=0.5,WBC=0.3` as a number or per-class numbers; class names are checked once the model loads."""
-    from .thresholds import parse_conf
+    from .count.thresholds import parse_conf
 
     try:
         return parse_conf(text)
@@ -98,18 +99,37 @@ DEFAULT_DATASET = Path("datasets/bccd")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
-    from .download import bccd_source
+    from .data.convert import convert_sources
+    from .data.datasets import bccd_source
+    from .data.sources import SourceSpec, per_source
 
-    source = bccd_source(args.source, DEFAULT_SOURCE)
-    result = convert(
-        source, args.out, classes=args.classes, split=args.split, seed=args.seed,
-        val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
-        annotations=args.annotations, unlabelled=args.unlabelled, overwrite=args.overwrite,
+    given = args.source or [None]
+    specs = [SourceSpec.parse(str(bccd_source(None, DEFAULT_SOURCE)) if t is None else t, i) for i, t in enumerate(given)]
+    names = [s.name for s in specs]
+    notes = per_source(args.annotations or [], names, "annotations")
+    repeat = per_source(args.repeat or [], names, "repeat")
+    source_classes = {k: v for k, v in per_source(args.classes or [], names, "classes").items() if k is not None}
+    plain = [v for v in (args.classes or []) if not any(v.startswith(n + ":") for n in names)]
+    specs = [replace(s, annotations=Path(notes[s.name]) if s.name in notes else (Path(notes[None]) if None in notes and i == 0 else None),
+                     repeat=_positive_int(repeat.get(s.name, repeat.get(None, "1")), "repeat")) for i, s in enumerate(specs)]
+    result = convert_sources(
+        specs, args.out, classes=plain[-1] if plain else BCCD_CLASSES, source_classes=source_classes, split=args.split,
+        seed=args.seed, val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
+        unlabelled=args.unlabelled, same_scale=args.same_scale, overwrite=args.overwrite,
     )
     print(f"Converted {result.source} -> {result.out}")
     print(result.summary())
     return 0
+
+
+def _positive_int(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(None, f"{text!r}: give a whole number >= 1", option=option)
+    return value
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -126,14 +146,14 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from .finetune import describe_stages
+    from .train.finetune import describe_stages
 
     print(describe_stages(args.model))
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneRequest, finetune
+    from .train.finetune import FinetuneRequest, finetune
 
     if (args.stage is None) == (not args.scratch):
         raise InputError(None, "give exactly one of --stage N or --scratch")
@@ -141,14 +161,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         stage="scratch" if args.scratch else str(args.stage), model=args.model, data=args.data, weights=args.weights,
         epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,
         project=args.project, name=args.name, resume=args.resume, profile=args.profile, cfg=args.cfg,
-        resample=args.resample, refill=args.refill, frame=args.frame, overrides=parse_overrides(args.overrides),
+        resample=args.resample, refill=args.refill, frame=args.frame, stain=args.stain, grey=args.grey, blur=args.blur,
+        overrides=parse_overrides(args.overrides),
     )
     finetune(req)
     return 0
 
 
 def cmd_import_darknet(args: argparse.Namespace) -> int:
-    from .download import resolve_darknet_weights
+    from .model.darknet_files import resolve_darknet_weights
     from .yolo.darknet import import_darknet, save_checkpoint
 
     result = import_darknet(resolve_darknet_weights(args.weights), args.cfg)
@@ -159,9 +180,10 @@ def cmd_import_darknet(args: argparse.Namespace) -> int:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    from .counting import count_images
-    from .detector import Detector, default_weights
-    from .outputs import table, write_reports
+    from .count.counting import count_images
+    from .count.detector import Detector, default_weights
+    from .count.options import CountOptions
+    from .count.outputs import qc_lines, table, write_reports
 
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         if path is not None and path.is_dir():
@@ -170,28 +192,29 @@ def cmd_count(args: argparse.Namespace) -> int:
         raise InputError(args.out, "--out wants a folder for overlays; this is a file")
     weights = args.weights or default_weights()
     if args.engine == "ray":
-        from .engine import require_ray
+        from .count.engine import require_ray
 
         require_ray()  # before the model loads
     model = dict(weights=weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                  device=args.device, batch=args.batch, max_det=args.max_det)
     detector = Detector(**model, quiet=args.quiet)
+    options = CountOptions(tile=args.tile, overlap=args.overlap, mpp=args.mpp, edge=args.edge, regions=args.regions,
+                           skip_background=not args.all_tiles, qc=not args.no_qc)
     if args.engine == "ray":
-        from .counting import input_files
-        from .engine import RayOptions, count_images_ray
+        from .count.counting import input_files
+        from .count.engine import RayOptions, count_images_ray
 
-        options = RayOptions(args.ray_address, args.workers, args.gpus_per_worker)
-        results, errors = count_images_ray(input_files(args.paths, args.out), detector, model, options, args.tile,
-                                           args.overlap, args.mpp, not args.all_tiles, args.edge, args.regions,
+        ray_options = RayOptions(args.ray_address, args.workers, args.gpus_per_worker)
+        results, errors = count_images_ray(input_files(args.paths, args.out), detector, model, ray_options, options,
                                            args.out, not args.quiet)
     else:
-        results, errors = count_images(args.paths, detector, tile=args.tile, overlap=args.overlap, out=args.out,
-                                       progress=not args.quiet, edge=args.edge, mpp=args.mpp, regions=args.regions,
-                                       skip_background=not args.all_tiles)
+        results, errors = count_images(args.paths, detector, options, args.out, progress=not args.quiet)
     print(f"model {weights} ({detector.backend}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
         print(table(results, detector.names))
+    for line in qc_lines(results):  # printed under --quiet too: a count that may be wrong must not pass unseen
+        print(line)
     write_reports(results, detector, errors, args.json, args.csv, args.geojson, args.tile, args.overlap)
     for e in errors:
         print(f"bccd-yolo count: error: {e.render(as_flag)}", file=sys.stderr)
@@ -199,10 +222,10 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit, audit_inputs
-    from .counting import detect_image
-    from .detector import Detector, default_weights
-    from .images import open_image
+    from .core.images import open_image
+    from .count.counting import detect_image
+    from .count.detector import Detector, default_weights
+    from .measure.audit import audit, audit_inputs
 
     audit_inputs(args.voc, args.out, args.overwrite)  # before the model loads
     weights = args.weights or default_weights()
@@ -224,8 +247,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate
-    from .detector import default_weights
+    from .count.detector import default_weights
+    from .measure.calibrate import calibrate
 
     weights = args.weights or default_weights()
     sidecar, summary = calibrate(weights, args.data, args.split, force=args.force, imgsz=args.imgsz,
@@ -238,14 +261,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .detector import default_weights
-    from .report import build_report, training_runs
+    from .count.detector import default_weights
+    from .measure.report import build_report, training_runs
 
     weights = args.weights or default_weights()
     runs = args.runs if args.runs is not None else training_runs(Path("runs"))
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
                           progress=not args.quiet, also=args.also_data, overwrite=args.overwrite)
-    from .report import markdown_table
+    from .measure.report import markdown_table
 
     print(markdown_table(result["ap"]))
     print(markdown_table(result["count_errors"].reset_index()))
@@ -263,13 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("convert", formatter_class=HelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
-    p.add_argument("--source", type=Path, default=None,
-                   help=f"BCCD_Dataset checkout, its BCCD/ folder, or any VOC folder (default {DEFAULT_SOURCE}; "
-                        "downloaded when absent)")
+    p.add_argument("--source", action="append", default=None, metavar="[NAME=]PATH",
+                   help=f"a VOC folder (BCCD_Dataset checkout, its BCCD/ folder) or a YOLO folder (images/<split>/ + "
+                        f"labels/<split>/, or one folder of image/label pairs); give it more than once, each with a "
+                        f"name (bccd=..., pbc=...), for one dataset of several sources, each image keeping its source "
+                        f"(default {DEFAULT_SOURCE}, downloaded when absent)")
     p.add_argument("--out", type=Path, default=DEFAULT_DATASET, help=f"output dataset folder (default {DEFAULT_DATASET})")
-    p.add_argument("--classes", default=BCCD_CLASSES,
-                   help=f"class order and XML-name mapping, e.g. '{BCCD_CLASSES}=Platelet|platelets'; any other "
-                        f"name is an error. 'auto': every name found, most frequent first (default {BCCD_CLASSES})")
+    p.add_argument("--classes", action="append", default=None, metavar="[NAME:]CLASSES",
+                   help=f"output class order and XML-name mapping, e.g. '{BCCD_CLASSES}=Platelet|platelets'; any other "
+                        f"name is an error. 'auto': every VOC name found, most frequent first (default {BCCD_CLASSES}). "
+                        "NAME:WBC,RBC,Platelets gives a YOLO source's class order in its files (else its classes.txt)")
     p.add_argument("--split", choices=("official", "random"), default="official",
                    help="official: ImageSets/Main/{train,val,test}.txt; random: seeded split of all annotations")
     p.add_argument("--seed", type=int, default=0)
@@ -278,17 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", choices=("copy", "hardlink", "symlink"), default="copy")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
-    p.add_argument("--annotations", type=Path, default=None,
-                   help="another label set for the same photos (VOC .xml or YOLO .txt named by image id, e.g. "
+    p.add_argument("--annotations", action="append", default=None, metavar="[NAME:]PATH",
+                   help="another label set for a VOC source's photos (VOC .xml or YOLO .txt named by image id, e.g. "
                         "../shared/txl-pbc-bccd/Annotations): used instead of the photos' own labels, with a report "
                         "of boxes kept, added and removed per class and split")
     p.add_argument("--unlabelled", choices=("drop", "own"), default="drop",
                    help="photos the --annotations set lacks: drop leaves them out, own keeps their own labels "
                         "(default drop)")
+    p.add_argument("--same-scale", action="store_true",
+                   help="resample every source so its median whole red cell has the first source's size, each field "
+                        "centred on a canvas of the first source's image size (train every source at the model's scale)")
+    p.add_argument("--repeat", action="append", default=None, metavar="NAME:K",
+                   help="write a source's train images K times (weighs a small source up)")
     p.set_defaults(func=cmd_convert)
 
-    from .finetune import DEFAULTS
-    from .stages import MODELS
+    from .model.architectures import MODELS
+    from .train.finetune import DEFAULTS
 
     p = sub.add_parser("stages", formatter_class=HelpFormatter, help="print the freeze plan of each stage for a model")
     p.add_argument("--model", default="yolov3", help=f"one of {', '.join(MODELS)} or a model YAML")
@@ -327,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", type=UNIT, default=None, metavar="P",
                    help="share of training images cut to a random frame (55-95 %% of each side) and padded, as a photo "
                         "pasted into a slide is; cut cells keep their labels by Ultralytics' rule (default 0)")
+    p.add_argument("--stain", type=UNIT, default=None, metavar="P",
+                   help="share of training images whose haematoxylin, eosin and DAB densities are each scaled by "
+                        "0.8-1.2 and shifted by +-0.05 (scikit-image stain matrices), as stains differ between labs (default 0)")
+    p.add_argument("--grey", type=UNIT, default=None, metavar="P", help="share of training images in grey (default 0)")
+    p.add_argument("--blur", type=UNIT, default=None, metavar="P",
+                   help="share of training images blurred by a Gaussian of sigma 0.5-1.5 px, as focus and optics "
+                        "differ (default 0)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
 
@@ -340,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_darknet)
 
-    from .counting import DEFAULT_OVERLAP, TILE_ABOVE
-    from .edges import DEFAULT_EDGE, EdgeRule
+    from .core.edges import DEFAULT_EDGE, EdgeRule
+    from .count.counting import TILE_ABOVE
+    from .count.options import DEFAULT_OVERLAP
 
     p = sub.add_parser("count", formatter_class=HelpFormatter, help="count RBC, WBC and platelets in images, folders and slides")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files, folders of images, or slides")
@@ -384,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-tiles", action="store_true",
                    help="predict every tile of a slide, also those of bare background (skipped by default: a "
                         "low-resolution read finds where stained cells can be)")
+    p.add_argument("--no-qc", action="store_true",
+                   help="leave out the qc verdict (per image: reasons its counts may not be trusted, e.g. stain with few "
+                        "cells found, most cells near their threshold, red cells of the wrong size)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="ray: tiles of many slides on a pool of Ray workers, one model each (pip install "
                         "'bccd-yolo[ray]'); the same counts as local")
@@ -394,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
 
-    from .audit import AUDIT_IOU
+    from .measure.audit import AUDIT_IOU
 
     p = sub.add_parser("audit", formatter_class=HelpFormatter, help="propose cells a labelled VOC folder missed, and labels the model does not find")
     p.add_argument("voc", type=Path, metavar="VOCDIR", help="Pascal-VOC folder (Annotations/, JPEGImages/); only read")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bccd_yolo.counting import detect_image
-from bccd_yolo.detector import Detector, default_weights
-from bccd_yolo.images import open_image
-from bccd_yolo.matching import match
+from bccd_yolo.core.images import open_image
+from bccd_yolo.core.matching import match
+from bccd_yolo.count.counting import detect_image
+from bccd_yolo.count.detector import Detector, default_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

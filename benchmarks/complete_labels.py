@@ -36,17 +36,17 @@ def main() -> None:
     p.add_argument("--shrink", type=float, default=1.0, help="resize the photos by this factor before counting")
     args = p.parse_args()
 
-    from bccd_yolo.audit import audit_image
-    from bccd_yolo.convert import convert
-    from bccd_yolo.counting import detect_image
-    from bccd_yolo.detections import Detections
-    from bccd_yolo.detector import Detector
-    from bccd_yolo.edges import apply_edge_rule
-    from bccd_yolo.evaluate import load_ground_truth
-    from bccd_yolo.images import PhotoSource, open_image, read_scaled
-    from bccd_yolo.matching import match
-    from bccd_yolo.thresholds import parse_conf
-    from bccd_yolo.voc import VocLayout, parse_annotation
+    from bccd_yolo.core.detections import Detections
+    from bccd_yolo.core.edges import apply_edge_rule
+    from bccd_yolo.core.images import PhotoSource, open_image, read_scaled
+    from bccd_yolo.core.matching import match
+    from bccd_yolo.count.counting import detect_image
+    from bccd_yolo.count.detector import Detector
+    from bccd_yolo.count.thresholds import parse_conf
+    from bccd_yolo.data.convert import convert
+    from bccd_yolo.data.voc import VocLayout, parse_annotation
+    from bccd_yolo.measure.audit import audit_image
+    from bccd_yolo.measure.evaluate import load_ground_truth
     from bccd_yolo.yolo.data import resolve_data
     from bccd_yolo.yolo.validate import validate
 

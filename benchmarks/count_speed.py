@@ -74,10 +74,10 @@ def main() -> None:
     if args.sahi_count:
         return sahi_count(args.sahi_count[0], args.sahi_count[1], float(args.sahi_count[2]))
 
-    from bccd_yolo.counting import detect_image
-    from bccd_yolo.detector import Detector, default_weights
-    from bccd_yolo.images import PhotoSource, open_image
-    from bccd_yolo.synthetic import paste_canvas
+    from bccd_yolo.core.images import PhotoSource, open_image
+    from bccd_yolo.count.counting import detect_image
+    from bccd_yolo.count.detector import Detector, default_weights
+    from bccd_yolo.measure.synthetic import paste_canvas
     from bccd_yolo.yolo import env as yolo_env
 
     weights = args.weights or default_weights()

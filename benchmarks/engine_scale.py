@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_scale.json")
     args = ap.parse_args()
-    from bccd_yolo.synthetic import paste_canvas
+    from bccd_yolo.measure.synthetic import paste_canvas
 
     files = [SHARED / "JPEGImages" / f"{s}.jpg" for s in (SHARED / "ImageSets" / "Main" / "test.txt").read_text().split()]
     res: dict = {"side": args.side, "backend": args.backend, "photos": len(files)}

@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "geojson_view.png")
     args = ap.parse_args()
-    from bccd_yolo.synthetic import paste_canvas
+    from bccd_yolo.measure.synthetic import paste_canvas
 
     files = sorted((ROOT / "datasets" / "bccd" / "images" / "test").glob("*.jpg"))[:10]
     canvas, _ = paste_canvas(files, 2400, 1800, seed=1)

@@ -29,10 +29,10 @@ def main() -> None:
     ap.add_argument("--backends", default="torch,openvino")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "read_ahead.json")
     args = ap.parse_args()
-    import bccd_yolo.counting as counting
-    from bccd_yolo.detector import Detector, default_weights
-    from bccd_yolo.images import open_image
-    from bccd_yolo.synthetic import paste_canvas
+    import bccd_yolo.count.counting as counting
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.detector import Detector, default_weights
+    from bccd_yolo.measure.synthetic import paste_canvas
 
     files = [SHARED / "JPEGImages" / f"{s}.jpg" for s in (SHARED / "ImageSets" / "Main" / "test.txt").read_text().split()]
     canvas, _ = paste_canvas(files * (args.side**2 // (640 * 480 * len(files)) + 2), args.side, args.side, seed=0, gaps=(7, 30))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bccd_yolo.finetune import FinetuneRequest, finetune
+from bccd_yolo.train.finetune import FinetuneRequest, finetune
 
 
 def timed_run(req: FinetuneRequest, iterations: int) -> tuple[float, dict]:

@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bccd_yolo.counting import detect_image, estimate_scale
-from bccd_yolo.detections import Detections
-from bccd_yolo.detector import Detector, default_weights
-from bccd_yolo.images import PhotoSource, open_image
-from bccd_yolo.synthetic import away_from_seams, paste_canvas
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.core.images import PhotoSource, open_image
+from bccd_yolo.count.counting import detect_image, estimate_scale
+from bccd_yolo.count.detector import Detector, default_weights
+from bccd_yolo.measure.synthetic import away_from_seams, paste_canvas
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [(None, 0.4), (640, 0.25), (640, 0.5), (960, 0.4), (480, 0.4), (1280, 0.3)]  # (tile px, overlap); None: default

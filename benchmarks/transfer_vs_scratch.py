@@ -33,7 +33,7 @@ STUDY_RATIO = 2.5 / 6.8  # the study: 2.5 h with transfer vs 6.8 h from scratch
 
 
 def train(args: argparse.Namespace) -> None:
-    from bccd_yolo.finetune import FinetuneRequest, finetune
+    from bccd_yolo.train.finetune import FinetuneRequest, finetune
 
     for arm in args.arms:
         spec = ARMS[arm]

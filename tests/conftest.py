@@ -22,7 +22,7 @@ def bccd_source() -> Path:
 @pytest.fixture(scope="session")
 def bccd_dataset(bccd_source, tmp_path_factory) -> Path:
     """The official BCCD split converted once per session."""
-    from bccd_yolo.convert import convert
+    from bccd_yolo.data.convert import convert
 
     out = tmp_path_factory.mktemp("bccd") / "bccd"
     convert(bccd_source, out)
@@ -90,7 +90,7 @@ TINY_TRAIN = {"nbs": 4, "warmup_epochs": 0, "plots": False, "mosaic": 0.0}
 @pytest.fixture(scope="session")
 def mini_bccd(bccd_source, tmp_path_factory) -> Path:
     """8 train / 4 val / 4 test BCCD images as a converted dataset; returns its data.yaml."""
-    from bccd_yolo.convert import convert
+    from bccd_yolo.data.convert import convert
 
     root = tmp_path_factory.mktemp("mini")
     src = make_bccd_subset(bccd_source, root / "voc", {"train": 8, "val": 4, "test": 4})
@@ -101,7 +101,7 @@ def mini_bccd(bccd_source, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(mini_bccd, tmp_path_factory) -> Path:
     """A yolov3-tiny trained for one epoch at 64 px: real weights, made in seconds (its counts mean nothing)."""
-    from bccd_yolo.finetune import FinetuneRequest, finetune
+    from bccd_yolo.train.finetune import FinetuneRequest, finetune
 
     project = tmp_path_factory.mktemp("tiny_runs")
     finetune(FinetuneRequest(stage="scratch", model="yolov3-tiny", data=str(mini_bccd), epochs=1, imgsz=64, batch=4,

@@ -10,9 +10,9 @@ import numpy as np
 from conftest import make_voc, tree_digest
 from lxml import etree
 
-from bccd_yolo.audit import audit
 from bccd_yolo.cli import main
-from bccd_yolo.detections import Detections
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.measure.audit import audit
 
 NAMES = ["RBC", "WBC", "Platelets"]
 
@@ -86,7 +86,7 @@ def test_cli_audit_with_the_shipped_model_finds_a_deleted_red_cell(bccd_source, 
     assert tree_digest(voc) == before
     second = [r for r in csv.DictReader((tmp_path / "second" / "proposals.csv").open()) if r["kind"] == "proposal"]
     boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in second if r["class"] == "RBC"])
-    from bccd_yolo.matching import iou_matrix
+    from bccd_yolo.core.matching import iou_matrix
 
     assert len(boxes) and iou_matrix(np.array([target], np.float32), boxes.astype(np.float32)).max() >= 0.3
     assert len(second) == len([r for r in first if r["kind"] == "proposal"]) + 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bccd_yolo.images import resize
+from bccd_yolo.core.images import resize
 from bccd_yolo.yolo.augment import PAD, RefillTransform, ResampleTransform, frame, refill, resample
 
 

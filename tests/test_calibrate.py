@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bccd_yolo.calibrate import GRID, calibrate_thresholds, count_curves
 from bccd_yolo.cli import main
-from bccd_yolo.detections import Detections
-from bccd_yolo.thresholds import Thresholds, thresholds_path
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.count.thresholds import Thresholds, thresholds_path
+from bccd_yolo.measure.calibrate import GRID, calibrate_thresholds, count_curves
 
 
 def synthetic(true_counts: np.ndarray, cut: list[float], rng) -> list[Detections]:
@@ -94,8 +94,8 @@ def test_calibration_refuses_the_test_split(tiny_weights, mini_bccd, capsys):
 
 
 def test_the_shipped_calibration_is_replaced_only_on_request(mini_bccd, capsys):
-    from bccd_yolo.detector import SHIPPED_WEIGHTS
-    from bccd_yolo.thresholds import thresholds_path
+    from bccd_yolo.count.detector import SHIPPED_WEIGHTS
+    from bccd_yolo.count.thresholds import thresholds_path
 
     before = thresholds_path(SHIPPED_WEIGHTS).read_bytes()
     code = main(["calibrate", "--data", str(mini_bccd), "--quiet"])

@@ -18,9 +18,9 @@ import yaml
 from conftest import make_voc, tree_digest, voc_xml
 
 from bccd_yolo.cli import main
-from bccd_yolo.convert import convert
-from bccd_yolo.download import fetch_bccd
-from bccd_yolo.errors import InputError
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.data.convert import convert
+from bccd_yolo.data.datasets import fetch_bccd
 
 
 def xml_boxes(xml_path: Path) -> list[tuple[str, float, float, float, float]]:

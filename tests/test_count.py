@@ -13,8 +13,8 @@ import tifffile
 from PIL import Image
 
 from bccd_yolo.cli import main
-from bccd_yolo.detections import Detections
-from bccd_yolo.overlay import CLASS_COLOURS, draw_detections
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.count.overlay import CLASS_COLOURS, draw_detections
 
 LOW_CONF = "0.001"  # the one-epoch test model is unsure of everything; keep its boxes so counts are non-trivial
 
@@ -157,7 +157,7 @@ def test_onnx_backend_agrees_with_torch(photos, tiny_weights, tmp_path, capsys):
     t, o = outs["torch"]["total"], outs["onnx"]["total"]
     assert all(abs(t[n] - o[n]) <= max(2, 0.05 * t[n]) for n in t), (t, o)
     # other weights copied over the file with the same time stamp (cp -p): a new export, never the stale one
-    from bccd_yolo.detector import SHIPPED_WEIGHTS
+    from bccd_yolo.count.detector import SHIPPED_WEIGHTS
 
     shutil.copy2(SHIPPED_WEIGHTS, weights)
     import os
@@ -255,7 +255,7 @@ def test_checkpoints_load_on_the_weights_only_path(tiny_weights):
     """The shipped model and a checkpoint finetune wrote load with the allow-list on (the package's default)."""
     import os
 
-    from bccd_yolo.detector import SHIPPED_WEIGHTS
+    from bccd_yolo.count.detector import SHIPPED_WEIGHTS
     from bccd_yolo.yolo.models import load_checkpoint_model
 
     assert os.environ["ULTRALYTICS_SAFE_LOAD"] == "1"

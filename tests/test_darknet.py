@@ -14,8 +14,8 @@ from darknet_reference import forward
 from PIL import Image
 
 from bccd_yolo.cli import main
-from bccd_yolo.darknet import ConvTensors, parse_cfg, read_weights, write_weights
-from bccd_yolo.errors import InputError
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.model.darknet import ConvTensors, parse_cfg, read_weights, write_weights
 
 DARKNET = REPO.parent / "shared" / "pretrained" / "darknet"
 TINY = DARKNET / "yolov3-tiny.weights"
@@ -196,7 +196,7 @@ def test_stage3_from_darknet_keeps_the_coco_backbone_in_last_pt(mini_bccd, tmp_p
     """One epoch at 64 px from the shared COCO weights: the frozen backbone is still darknet's, tensor for tensor."""
     import json
 
-    from bccd_yolo.finetune import FinetuneRequest, finetune
+    from bccd_yolo.train.finetune import FinetuneRequest, finetune
     from bccd_yolo.yolo.darknet import feature_convs
 
     record = finetune(FinetuneRequest(stage="3", weights=str(TINY), data=str(mini_bccd), epochs=1, imgsz=64, batch=4,
@@ -225,7 +225,7 @@ def serve(folder: Path):
 
 
 def test_download_checks_sha256_and_layout(tmp_path, monkeypatch):
-    from bccd_yolo.download import fetch_darknet_weights, resolve_darknet_weights
+    from bccd_yolo.model.darknet_files import fetch_darknet_weights, resolve_darknet_weights
 
     www = tmp_path / "www"
     www.mkdir()
@@ -254,7 +254,7 @@ def test_download_checks_sha256_and_layout(tmp_path, monkeypatch):
 
 
 def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
-    from bccd_yolo.download import fetch_darknet_weights
+    from bccd_yolo.model.darknet_files import fetch_darknet_weights
 
     monkeypatch.setenv("BCCD_YOLO_DARKNET_URL", "http://127.0.0.1:9")  # refused at once, as offline
     with pytest.raises(InputError, match="download failed.*local .weights"):

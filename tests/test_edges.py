@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bccd_yolo.detections import Detections
-from bccd_yolo.edges import EdgeRule, apply_edge_rule, edge_mask
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.core.edges import EdgeRule, apply_edge_rule, edge_mask
 
 
 def boxes(rows) -> Detections:

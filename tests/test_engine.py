@@ -70,7 +70,7 @@ def test_ray_engine_reports_a_missing_install_in_one_line(inputs, monkeypatch, c
     assert "--engine ray: not installed (pip install 'bccd-yolo[ray]')" in capsys.readouterr().err
 
 
-class DiesOnce(__import__("bccd_yolo.engine", fromlist=["TileWorker"]).TileWorker):
+class DiesOnce(__import__("bccd_yolo.count.engine", fromlist=["TileWorker"]).TileWorker):
     """A worker whose process dies on its first batch of the slide (once per run, by a marker file)."""
 
     marker: str = ""
@@ -85,9 +85,10 @@ class DiesOnce(__import__("bccd_yolo.engine", fromlist=["TileWorker"]).TileWorke
 
 
 def test_a_worker_that_dies_mid_slide_is_replaced_and_the_count_is_complete(inputs, tmp_path, local_ray):
-    from bccd_yolo.counting import count_images, input_files
-    from bccd_yolo.detector import Detector, default_weights
-    from bccd_yolo.engine import RayOptions, count_images_ray
+    from bccd_yolo.count.counting import count_images, input_files
+    from bccd_yolo.count.detector import Detector, default_weights
+    from bccd_yolo.count.engine import RayOptions, count_images_ray
+    from bccd_yolo.count.options import CountOptions
 
     ray.cloudpickle.register_pickle_by_value(__import__(__name__))  # the test's worker class travels by value
     DiesOnce.marker = str(tmp_path / "died")
@@ -95,7 +96,7 @@ def test_a_worker_that_dies_mid_slide_is_replaced_and_the_count_is_complete(inpu
     detector = Detector(**model)
     files = [f for f in input_files(inputs, None) if f.name != "broken.jpg"]
     local, _ = count_images(files, detector, progress=False)
-    on_ray, errors = count_images_ray(files, detector, model, RayOptions(), None, 0.4, None, progress=False,
+    on_ray, errors = count_images_ray(files, detector, model, RayOptions(), CountOptions(), progress=False,
                                       worker=DiesOnce)
     assert (tmp_path / "died").exists() and not errors  # it died, Ray restarted it and retried the batch
     assert [r.counts for r in on_ray] == [r.counts for r in local]

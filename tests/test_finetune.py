@@ -10,9 +10,9 @@ import torch
 from conftest import TINY_TRAIN, tree_digest
 
 from bccd_yolo.cli import main
-from bccd_yolo.convert import convert
-from bccd_yolo.errors import InputError
-from bccd_yolo.finetune import FinetuneRequest, finetune
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.data.convert import convert
+from bccd_yolo.train.finetune import FinetuneRequest, finetune
 from bccd_yolo.yolo.models import model_parts
 
 COMMON = dict(model="yolov3-tiny", epochs=1, imgsz=64, batch=4, workers=0, overrides=TINY_TRAIN)
@@ -194,7 +194,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(args, needle, mini_bccd, tmp_pa
 
 
 def test_stage3_offline_without_weights_names_both_ways_out(mini_bccd, tmp_path, capsys, monkeypatch):
-    import bccd_yolo.download as download
+    import bccd_yolo.core.fetching as download
 
     monkeypatch.setattr(download, "ULTRALYTICS_ASSETS_URL", "http://127.0.0.1:9")  # as offline: refused at once
     monkeypatch.setenv("BCCD_YOLO_CACHE", str(tmp_path / "cache"))
@@ -206,7 +206,7 @@ def test_stage3_offline_without_weights_names_both_ways_out(mini_bccd, tmp_path,
 
 def test_plan_refuses_weights_of_another_architecture(mini_bccd, chain, tmp_path):
     project, _ = chain
-    from bccd_yolo.finetune import plan_run
+    from bccd_yolo.train.finetune import plan_run
 
     with pytest.raises(InputError, match="holds a yolov3-tiny model, not yolov3"):
         plan_run(FinetuneRequest(stage="3", model="yolov3", data=str(mini_bccd),
@@ -218,7 +218,7 @@ def test_stage3_without_a_previous_stage_downloads_pretrained_weights(mini_bccd,
     import shutil
     import threading
 
-    import bccd_yolo.download as download
+    import bccd_yolo.core.fetching as download
 
     www = tmp_path / "www"
     www.mkdir()

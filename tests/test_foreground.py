@@ -9,9 +9,9 @@ import pytest
 from test_regions import UnscaledBlob
 from test_tiling import BlobDetector, disc_canvas
 
-from bccd_yolo.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image
-from bccd_yolo.foreground import foreground
-from bccd_yolo.images import PhotoSource
+from bccd_yolo.core.images import PhotoSource
+from bccd_yolo.count.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image
+from bccd_yolo.count.foreground import foreground
 
 
 class SmallInputBlob(BlobDetector):
@@ -36,7 +36,7 @@ def test_the_cell_size_that_sizes_glass_is_in_input_pixels_whatever_the_network_
 def test_an_unscaled_models_red_cell_is_bccds(bccd_dataset):
     """The fallback is BCCD's median whole red cell in its 640 px photos, measured here from the train labels;
     2 %: BCCD's labels and the complete re-annotation differ by 0.5 px on ~104 (scale.py)."""
-    from bccd_yolo.calibrate import training_scale
+    from bccd_yolo.measure.calibrate import training_scale
 
     info = {"path": str(bccd_dataset), "train": str(bccd_dataset / "images" / "train")}
     measured = training_scale(info, ["RBC", "WBC", "Platelets"], imgsz=640)
@@ -91,7 +91,7 @@ def test_pale_red_cells_on_colourless_plasma_are_foreground():
 
 
 def test_no_labelled_cell_of_a_bccd_photo_falls_outside_the_mask(bccd_dataset):
-    from bccd_yolo.labels import read_yolo_detections
+    from bccd_yolo.data.labels import read_yolo_detections
 
     images = sorted((bccd_dataset / "images" / "test").glob("*.jpg"))[:24]
     skipped_area = 0.0
@@ -118,7 +118,7 @@ def test_the_mask_marks_where_the_cells_are():
 @pytest.mark.parametrize("width,height", [(10_001, 9_000), (8_193, 4_097)])
 def test_a_thumbnail_of_any_size_is_assembled_from_chunks(width, height):
     """Chunk edges scaled one by one must add up to the thumbnail's own size (rounding)."""
-    from bccd_yolo.foreground import thumbnail
+    from bccd_yolo.count.foreground import thumbnail
 
     class Ramp:
         path = Path("ramp.png")

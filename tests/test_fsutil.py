@@ -9,8 +9,8 @@ import pytest
 from conftest import make_voc, tree_digest
 
 from bccd_yolo.cli import main
-from bccd_yolo.errors import InputError
-from bccd_yolo.fsutil import MARKER, staged_dir
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.core.fsutil import MARKER, staged_dir
 
 
 def write(folder: Path, **files: str) -> None:
@@ -123,7 +123,7 @@ def test_sigterm_during_a_write_removes_the_temporary_file_and_exits_143(tmp_pat
     import signal
 
     import bccd_yolo.cli as cli
-    from bccd_yolo.fsutil import atomic_save
+    from bccd_yolo.core.fsutil import atomic_save
 
     def save(tmp: str) -> None:
         Path(tmp).write_bytes(b"half an overlay")

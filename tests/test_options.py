@@ -78,8 +78,8 @@ def test_help_is_fast_shows_defaults_and_loads_no_torch():
 def test_a_thresholds_sidecar_is_checked(tmp_path, tiny_weights, caplog):
     import shutil
 
-    from bccd_yolo.errors import InputError
-    from bccd_yolo.thresholds import Thresholds
+    from bccd_yolo.core.errors import InputError
+    from bccd_yolo.count.thresholds import Thresholds
 
     weights = tmp_path / "m.pt"
     shutil.copy(tiny_weights, weights)

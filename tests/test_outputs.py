@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from bccd_yolo.counting import ImageCount
-from bccd_yolo.detections import Detections
-from bccd_yolo.outputs import ratio_ci, ratios, to_geojson
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.count.counting import ImageCount
+from bccd_yolo.count.outputs import ratio_ci, ratios, to_geojson
 
 NAMES = ["RBC", "WBC", "Platelets"]
 

@@ -10,10 +10,11 @@ import pytest
 import tifffile
 from test_tiling import BlobDetector, disc_canvas
 
-from bccd_yolo.counting import count_images
-from bccd_yolo.errors import InputError
-from bccd_yolo.images import open_image
-from bccd_yolo.outputs import to_csv, to_json
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.core.images import open_image
+from bccd_yolo.count.counting import count_images
+from bccd_yolo.count.options import CountOptions
+from bccd_yolo.count.outputs import to_csv, to_json
 
 
 class Meta:  # what outputs need of a detector
@@ -43,7 +44,7 @@ def test_per_region_counts_follow_box_centres_and_add_up(slide, tmp_path):
     regions.write_text(json.dumps({"type": "FeatureCollection", "features": [
         polygon("left", left), polygon("right", right), polygon("triangle", tri),
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [5, 5]}}]}))
-    (result,), errors = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False, regions=regions)
+    (result,), errors = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25, regions=regions), progress=False)
     assert not errors and [g.name for g in result.regions] == ["left", "right", "triangle"]
     cx = (result.detections.xyxy[:, 0] + result.detections.xyxy[:, 2]) / 2
     cy = (result.detections.xyxy[:, 1] + result.detections.xyxy[:, 3]) / 2
@@ -72,9 +73,9 @@ def test_per_region_counts_follow_box_centres_and_add_up(slide, tmp_path):
 def test_a_small_region_reads_only_the_tiles_it_touches(slide, tmp_path):
     regions = tmp_path / "small.geojson"
     regions.write_text(json.dumps(polygon("corner", [[10, 10], [300, 10], [300, 300], [10, 300]])))
-    (whole,), _ = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False)
-    (part,), _ = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False, regions=regions)
-    from bccd_yolo.tiling import tile_grid
+    (whole,), _ = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25), progress=False)
+    (part,), _ = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25, regions=regions), progress=False)
+    from bccd_yolo.count.tiling import tile_grid
 
     assert whole.tiles == len(tile_grid(2000, 1400, 400, 0.25)) == 35 and part.tiles == 4  # the 2 x 2 at the corner
     inside = whole.detections.subset(((whole.detections.xyxy[:, 0] + whole.detections.xyxy[:, 2]) / 2 < 300)
@@ -91,14 +92,14 @@ def test_a_small_region_reads_only_the_tiles_it_touches(slide, tmp_path):
 def test_bad_regions_are_one_line_errors(geometry, needle, slide, tmp_path):
     regions = tmp_path / "bad.geojson"
     regions.write_text(json.dumps({"type": "Feature", "properties": {"name": "r"}, "geometry": geometry}))
-    _, errors = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False, regions=regions)
+    _, errors = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25, regions=regions), progress=False)
     assert len(errors) == 1 and needle in str(errors[0]) and "bad.geojson" in str(errors[0])
 
 
 def test_scale_from_tiff_tags_or_given(slide):
     src = open_image(slide)
     assert src.mpp == pytest.approx(0.25)
-    (r,), _ = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False)
+    (r,), _ = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25), progress=False)
     image = to_json([r], Meta(), [])["images"][0]
     assert image["mpp"] == 0.25 and image["units"] == "um"
     assert image["area_mm2"] == pytest.approx(2000 * 1400 * 0.0625 / 1e6)
@@ -112,7 +113,7 @@ def test_scale_from_tiff_tags_or_given(slide):
     row = next(csv.DictReader(io.StringIO(to_csv([r], Meta()))))
     assert float(row["RBC_size_median"]) == image["sizes"]["RBC"]["median"] and row["size_units"] == "um"
     assert float(row["RBC_size_q1"]) <= float(row["RBC_size_median"]) <= float(row["RBC_size_q3"])
-    (g,), _ = count_images([slide], BlobDetector(), tile=400, overlap=0.25, progress=False, mpp=0.5)
+    (g,), _ = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25, mpp=0.5), progress=False)
     given = to_json([g], Meta(), [])["images"][0]
     assert given["mpp"] == 0.5 and given["area_mm2"] == pytest.approx(4 * image["area_mm2"])
 
@@ -149,7 +150,7 @@ def test_a_photo_without_its_own_scale_is_taken_at_the_models(tmp_path):
 
 
 def test_regions_file_errors_name_the_file(tmp_path):
-    from bccd_yolo.regions import read_regions
+    from bccd_yolo.count.regions import read_regions
 
     (tmp_path / "x.geojson").write_text("{not json")
     with pytest.raises(InputError, match="x.geojson: not a GeoJSON"):

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from bccd_yolo.cli import main
-from bccd_yolo.evaluate import count_errors
-from bccd_yolo.report import load_timings, scratch_vs_transfer
+from bccd_yolo.measure.evaluate import count_errors
+from bccd_yolo.measure.report import load_timings, scratch_vs_transfer
 
 
 def test_count_errors_from_known_counts():
@@ -160,7 +160,7 @@ def test_report_scores_the_same_predictions_against_a_second_label_set(tiny_weig
     annotated counts follow the labels, its counted cells and errors follow the same predictions (from counts.csv)."""
     from conftest import make_bccd_subset, voc_xml
 
-    from bccd_yolo.convert import convert
+    from bccd_yolo.data.convert import convert
 
     voc = make_bccd_subset(bccd_source, tmp_path / "voc", {"train": 2, "val": 4, "test": 1})
     convert(voc, tmp_path / "own")
@@ -246,9 +246,9 @@ def test_predicting_a_split_closes_every_image_it_opens(tmp_path, monkeypatch):
     """A split of tiled TIFFs (open file handles): every source is closed, also when detection fails."""
     import tifffile
 
-    import bccd_yolo.images as images
-    from bccd_yolo.detections import Detections
-    from bccd_yolo.evaluate import GroundTruth, predict_split
+    import bccd_yolo.core.images as images
+    from bccd_yolo.core.detections import Detections
+    from bccd_yolo.measure.evaluate import GroundTruth, predict_split
 
     opened = []
     real = images.open_image

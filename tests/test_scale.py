@@ -11,12 +11,13 @@ import pytest
 from test_tiling import BlobDetector, disc_canvas
 
 from bccd_yolo.cli import main
-from bccd_yolo.counting import count_images, detect_image, estimate_scale
-from bccd_yolo.detections import Detections
-from bccd_yolo.errors import InputError
-from bccd_yolo.images import PhotoSource
-from bccd_yolo.scale import RBC_DIAMETER_UM, check_mpp, model_scale, mpp_from_cells
-from bccd_yolo.tiling import Tile, merge_tiles
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.core.images import PhotoSource
+from bccd_yolo.core.scale import RBC_DIAMETER_UM, check_mpp, model_scale, mpp_from_cells
+from bccd_yolo.count.counting import count_images, detect_image, estimate_scale
+from bccd_yolo.count.options import CountOptions
+from bccd_yolo.count.tiling import Tile, merge_tiles
 
 
 def boxes(xyxy, cls=None):
@@ -89,23 +90,21 @@ def test_auto_scale_reads_the_red_cells_and_is_used(tmp_path, caplog):
     assert n >= 10 and estimate == pytest.approx(41 / 21, rel=0.05)
     det = BlobDetector()
     with caplog.at_level(logging.INFO, logger="bccd_yolo"):
-        (r,), errors = count_images([tmp_path / "field.png"], det, mpp="auto", progress=False)
+        (r,), errors = count_images([tmp_path / "field.png"], det, CountOptions(mpp="auto"), progress=False)
     assert not errors and r.mpp_source == "auto" and r.mpp == pytest.approx(estimate, rel=1e-4)
     assert "estimated from" in caplog.text
     # the views the model saw were enlarged by the estimate: its red cells look 41 px across
     assert max(max(v) for v in det.views) > 1.8 * r.tile
 
 
-def test_a_scale_the_red_cells_contradict_is_warned_about(tmp_path, caplog):
+def test_a_scale_the_red_cells_contradict_is_a_qc_reason(tmp_path):
     from PIL import Image
 
     Image.fromarray(red_cells(1200, 900, 20, 60)).save(tmp_path / "field.png")  # 41 px cells: 1 um/px
-    with caplog.at_level(logging.WARNING, logger="bccd_yolo"):
-        count_images([tmp_path / "field.png"], BlobDetector(), mpp=1.1, progress=False)
-    assert "measure as if" not in caplog.text  # 10 % off: within the 25 % allowed
-    with caplog.at_level(logging.WARNING, logger="bccd_yolo"):
-        count_images([tmp_path / "field.png"], BlobDetector(), mpp=0.5, progress=False)
-    assert "field.png: counted at 0.5000 um/px (--mpp)" in caplog.text and "measure as if at 1.0" in caplog.text
+    (near,), _ = count_images([tmp_path / "field.png"], BlobDetector(), CountOptions(mpp=1.1), progress=False)
+    assert not any(r.startswith("scale") for r in near.qc), near.qc  # 10 % off: within the 25 % allowed
+    (far,), _ = count_images([tmp_path / "field.png"], BlobDetector(), CountOptions(mpp=0.5), progress=False)
+    assert any("counted at 0.5000 um/px (--mpp)" in r and "measure as if at 1.0" in r for r in far.qc), far.qc
 
 
 def test_a_cell_larger_than_the_overlap_is_one_cell_with_its_whole_extent():
@@ -145,7 +144,7 @@ def test_a_tile_under_64_px_at_the_models_scale_is_an_error_naming_the_file(tmp_
 
     Image.fromarray(disc_canvas(1200, 900, 20, seed=1)).save(tmp_path / "big.png")
     # 100 px tiles at 0.5 um/px are 50 px at the model's 1 um/px
-    results, errors = count_images([tmp_path / "big.png"], BlobDetector(), tile=100, mpp=0.5, progress=False)
+    results, errors = count_images([tmp_path / "big.png"], BlobDetector(), CountOptions(tile=100, mpp=0.5), progress=False)
     assert not results and len(errors) == 1
     assert errors[0].render(lambda n: f"--{n}").startswith("--tile ") and "big.png" in str(errors[0])
     assert "50 px at the model's scale" in str(errors[0])
@@ -154,7 +153,7 @@ def test_a_tile_under_64_px_at_the_models_scale_is_an_error_naming_the_file(tmp_
 def test_an_ome_tiff_gives_its_scale_in_any_unit(tmp_path):
     import tifffile
 
-    from bccd_yolo.images import open_image
+    from bccd_yolo.core.images import open_image
 
     image = np.full((600, 800, 3), 200, np.uint8)
     tifffile.imwrite(tmp_path / "s.ome.tif", image, tile=(256, 256), photometric="rgb",
@@ -167,7 +166,7 @@ def test_an_ome_tiff_gives_its_scale_in_any_unit(tmp_path):
 def test_a_pyramidal_tiff_is_read_from_the_level_closest_above_the_scale_wanted(tmp_path):
     import tifffile
 
-    from bccd_yolo.images import open_image, read_scaled
+    from bccd_yolo.core.images import open_image, read_scaled
 
     base = np.zeros((2048, 2048, 3), np.uint8)
     base[:, :, 0] = np.arange(2048)[None, :] // 8  # a ramp across

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bccd_yolo.counting import detect_image
-from bccd_yolo.detector import SHIPPED_WEIGHTS, Detector, default_weights
-from bccd_yolo.images import PhotoSource, open_image
-from bccd_yolo.synthetic import paste_canvas
-from bccd_yolo.thresholds import thresholds_path
+from bccd_yolo.core.images import PhotoSource, open_image
+from bccd_yolo.count.counting import detect_image
+from bccd_yolo.count.detector import SHIPPED_WEIGHTS, Detector, default_weights
+from bccd_yolo.count.thresholds import thresholds_path
+from bccd_yolo.measure.synthetic import paste_canvas
 
 
 @pytest.fixture(scope="module")

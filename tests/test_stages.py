@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bccd_yolo.errors import InputError
-from bccd_yolo.stages import STAGES, freeze_names, frozen_indices
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.model.stages import STAGES, freeze_names, frozen_indices
 from bccd_yolo.yolo.models import model_parts
 
 
@@ -40,7 +40,7 @@ def test_fresh_tensors_are_carved_out_of_a_frozen_layer():
 
 
 def test_cpu_demo_profile_fills_only_what_was_not_given():
-    from bccd_yolo.finetune import FinetuneRequest
+    from bccd_yolo.train.finetune import FinetuneRequest
 
     r = FinetuneRequest(stage="3", profile="cpu-demo", epochs=3).filled()
     assert (r.model, r.imgsz, r.epochs, r.name) == ("yolov3-tiny", 320, 3, "stage3")

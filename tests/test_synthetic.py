@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from bccd_yolo.synthetic import away_from_seams, paste_canvas
+from bccd_yolo.measure.synthetic import away_from_seams, paste_canvas
 
 
 def photos(tmp_path, n: int) -> list:

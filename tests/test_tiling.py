@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from bccd_yolo.counting import detect_image
-from bccd_yolo.detections import Detections
-from bccd_yolo.images import PhotoSource, TiledTiffSource, open_image
-from bccd_yolo.scale import ModelScale
-from bccd_yolo.thresholds import Thresholds
-from bccd_yolo.tiling import ios_matrix, merge_tiles, tile_grid
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.core.images import PhotoSource, TiledTiffSource, open_image
+from bccd_yolo.core.scale import ModelScale
+from bccd_yolo.count.counting import detect_image
+from bccd_yolo.count.thresholds import Thresholds
+from bccd_yolo.count.tiling import ios_matrix, merge_tiles, tile_grid
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
@@ -103,7 +103,7 @@ def test_tiled_counts_equal_whole_image_counts(seed):
 
 def test_merge_keeps_two_touching_cells_that_cross_a_tile_edge():
     """Two different cells overlapping a little, both seen by two tiles: two cells remain, not one."""
-    from bccd_yolo.tiling import Tile
+    from bccd_yolo.count.tiling import Tile
 
     a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
     cells = np.array([[62, 10, 82, 30], [78, 12, 98, 32]], np.float32)
@@ -121,7 +121,7 @@ def test_merge_memory_stays_local_on_a_dense_slide():
         xy = rng.uniform([t.x, t.y], [t.x + t.w - 30, t.y + t.h - 30], size=(40, 2)).astype(np.float32)
         parts.append((t, Detections(np.hstack([xy, xy + 25]), rng.uniform(0.3, 1, 40).astype(np.float32),
                                     rng.integers(0, 3, 40))))
-    import bccd_yolo.tiling as tiling
+    import bccd_yolo.count.tiling as tiling
 
     compared = []
     real = tiling.overlap_areas
@@ -184,7 +184,7 @@ def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
     try:
         import openslide  # noqa: F401
     except ImportError:
-        from bccd_yolo.errors import InputError
+        from bccd_yolo.core.errors import InputError
 
         with pytest.raises(InputError, match="needs OpenSlide"):
             open_image(path)
@@ -197,7 +197,7 @@ def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
 
 def test_the_whole_view_of_a_cell_decides_over_a_partial_one():
     """Cut by tile a's edge, a cell scores 0.8 there; tile b sees it whole at 0.2: b's view is kept."""
-    from bccd_yolo.tiling import Tile
+    from bccd_yolo.count.tiling import Tile
 
     a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
     da = Detections(np.array([[80, 10, 100, 40]], np.float32), np.array([0.8], np.float32), np.array([0]))
@@ -207,7 +207,7 @@ def test_the_whole_view_of_a_cell_decides_over_a_partial_one():
 
 
 def test_a_low_score_box_inside_a_cell_does_not_shield_its_duplicate():
-    from bccd_yolo.tiling import Tile
+    from bccd_yolo.count.tiling import Tile
 
     a, b = Tile(0, 0, 0, 0, 100, 100), Tile(0, 1, 60, 0, 100, 100)
     cell = [70, 10, 95, 35]
@@ -221,7 +221,7 @@ def test_the_most_central_whole_view_decides_not_the_highest_score():
     """Seen whole by both tiles, a faint cell scores 0.3 at the middle of tile b and 0.6 near tile a's edge.
     The threshold was calibrated on one look at a photo: the best of two looks would count faint cells that a
     photo misses (tiled platelets came out 4-14 % above photo counts)."""
-    from bccd_yolo.tiling import Tile
+    from bccd_yolo.count.tiling import Tile
 
     a, b = Tile(0, 0, 0, 0, 200, 100), Tile(0, 1, 100, 0, 200, 100)  # image 300 x 100
     da = Detections(np.array([[170, 40, 190, 60]], np.float32), np.array([0.6], np.float32), np.array([2]))
@@ -236,7 +236,7 @@ def test_the_most_central_whole_view_decides_not_the_highest_score():
 
 
 def test_nested_boxes_of_one_class_are_one_cell_touching_cells_stay_two():
-    from bccd_yolo.tiling import suppress_nested
+    from bccd_yolo.count.tiling import suppress_nested
 
     d = Detections(np.array([[10, 10, 30, 30], [12, 12, 26, 26],       # platelet twice: IoS 1.0, IoU 0.49 (NMS keeps both)
                              [100, 100, 200, 200], [120, 120, 190, 190],  # RBC and a box nested in it: IoS 1.0, IoU 0.49
@@ -254,7 +254,7 @@ def test_nested_boxes_of_one_class_are_one_cell_touching_cells_stay_two():
 
 
 def _photo(tmp_path, name, im):
-    from bccd_yolo.images import open_image
+    from bccd_yolo.core.images import open_image
 
     path = tmp_path / name
     im.save(path)
@@ -293,7 +293,7 @@ def test_exif_rotated_jpeg_is_read_upright(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
     im.save(tmp_path / "rot.jpg", exif=exif, quality=95)
-    from bccd_yolo.images import open_image
+    from bccd_yolo.core.images import open_image
 
     got = open_image(tmp_path / "rot.jpg").read(0, 0, 20, 40)
     assert got.shape == (40, 20, 3) and got[:10].mean() > 200 and got[30:].mean() < 50
@@ -303,7 +303,7 @@ def test_large_photos_read_region_by_region_through_libvips(tmp_path, monkeypatc
     """Above the whole-decode limit a PNG is read through libvips, pixel for pixel what Pillow decodes."""
     from PIL import Image
 
-    import bccd_yolo.images as images
+    import bccd_yolo.core.images as images
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
@@ -325,8 +325,8 @@ def test_a_huge_png_without_libvips_is_refused_by_its_size(tmp_path, monkeypatch
     import struct
     import zlib
 
-    import bccd_yolo.images as images
-    from bccd_yolo.errors import InputError
+    import bccd_yolo.core.images as images
+    from bccd_yolo.core.errors import InputError
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..darknet import ConvLayer, DarknetCfg, DarknetWeights, find_cfg, parse_cfg, read_weights
-from ..errors import InputError
-from ..fsutil import atomic_save
-from ..stages import DARKNET_SUFFIX, MODELS
+from ..core.errors import InputError
+from ..core.fsutil import atomic_save
+from ..model.architectures import DARKNET_SUFFIX, MODELS
+from ..model.darknet import ConvLayer, DarknetCfg, DarknetWeights, find_cfg, parse_cfg, read_weights
 from .models import load_model_yaml
 
 LOGGER = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from ..images import IMAGE_SUFFIXES
+from ..core.errors import InputError
+from ..core.images import IMAGE_SUFFIXES
 
 
 def resolve_data(data: str) -> tuple[str, dict]:

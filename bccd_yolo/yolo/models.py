@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..stages import DARKNET_SUFFIX, MODELS, ModelParts, darknet_variant, model_parts_from_yaml
+from ..core.errors import InputError
+from ..model.architectures import DARKNET_SUFFIX, MODELS, ModelParts, darknet_variant, model_parts_from_yaml
 
 ALLOW_PICKLE_HINT = "set BCCD_YOLO_ALLOW_PICKLE=1 only for files you trust: a full pickle can run any command"
 
@@ -36,8 +36,8 @@ def model_yaml_file(model: str) -> str:
         return f"{model}.yaml"
     import yaml
 
-    from ..download import cache_dir
-    from ..fsutil import atomic_write_text
+    from ..core.fetching import cache_dir
+    from ..core.fsutil import atomic_write_text
 
     path = cache_dir() / "models" / f"{model}.yaml"
     body = {k: v for k, v in load_model_yaml(model).items() if k != "yaml_file"}

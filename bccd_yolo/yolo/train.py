@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .env import use_all_cpu_threads
 
 

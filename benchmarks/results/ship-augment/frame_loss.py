@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bccd_yolo.counting import detect_image
-from bccd_yolo.detector import Detector
-from bccd_yolo.images import PhotoSource, open_image
-from bccd_yolo.synthetic import paste_canvas
+from bccd_yolo.core.images import PhotoSource, open_image
+from bccd_yolo.count.counting import detect_image
+from bccd_yolo.count.detector import Detector
+from bccd_yolo.measure.synthetic import paste_canvas
 
 root = Path(__file__).resolve().parents[4] / "shared" / "BCCD_Dataset" / "BCCD"
 files = [root / "JPEGImages" / f"{s}.jpg" for s in (root / "ImageSets/Main/test.txt").read_text().split()]

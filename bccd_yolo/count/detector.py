@@ -1,0 +1,108 @@
+"""Weights -> thresholded detections: the model (through `bccd_yolo.yolo.predict`) with per-class thresholds.
+
+Inference only: nothing here imports training code.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.detections import Detections
+from ..core.errors import InputError
+from ..model.exports import PRECISIONS
+from .thresholds import RAW_CONF, Conf, Thresholds, read_model_scale
+
+LOGGER = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnx", "openvino")
+UNSCALED_FRAME = 640  # a model with no recorded scale: inputs are taken to be frames this wide shown at imgsz
+
+# bccd_yolo/weights links to the repository's weights/ (the source of truth); wheels carry the files themselves
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "bccd_yolov3_tiny.pt"
+
+
+def default_weights() -> Path:
+    if not SHIPPED_WEIGHTS.is_file():
+        raise InputError(SHIPPED_WEIGHTS, "shipped model not found; pass {weights} PT")
+    return SHIPPED_WEIGHTS
+
+
+class Detector:
+    """Batches of RGB arrays in, one Detections per image out, at the model's per-class thresholds.
+
+    OpenVINO and ONNX Runtime run the checkpoint's export (`runtime.ExportedModel`) without torch or Ultralytics;
+    only a missing export (made once, then kept) or the torch backend opens `bccd_yolo.yolo`."""
+
+    def __init__(self, weights: Path, backend: str = "auto", imgsz: int | None = None, conf: Conf = None,
+                 iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300, quiet: bool = False,
+                 precision: str = "fp32"):
+        from .runtime import resolve_backend
+
+        self.weights = Path(weights)
+        if not self.weights.is_file():
+            raise InputError(self.weights, "weights file not found")
+        backend, self.backend_note = resolve_backend(backend, device)
+        if backend not in BACKENDS:
+            raise InputError(None, f"{backend}: choose one of auto, {', '.join(BACKENDS)}", option="backend")
+        if precision not in PRECISIONS or (precision != "fp32" and backend != "openvino"):
+            raise InputError(None, f"{precision}: choose fp32, or int8 with the openvino backend", option="precision")
+        self.predictor: Any = (_torch_predictor(self.weights, imgsz, iou, device, batch, max_det, quiet) if backend == "torch"
+                               else _exported(self.weights, backend, precision, batch, iou, max_det, quiet))
+        self.names = self.predictor.names
+        self.train_imgsz = self.predictor.train_imgsz
+        self.imgsz, self.iou, self.batch, self.backend = int(imgsz or self.train_imgsz), iou, batch, backend
+        self.precision = precision
+        self.thresholds = Thresholds.for_model(self.weights, self.names, conf)
+        self.scale = read_model_scale(self.weights)
+
+    def __call__(self, images: list[np.ndarray], threshold: bool = True, native: bool = False) -> list[Detections]:
+        """Detections per image; with threshold=False, every box down to RAW_CONF (for merging tiles first).
+        With `native`, images are already at the model's scale and are not resized (see Predictor)."""
+        conf = self.thresholds.lowest if threshold else min(RAW_CONF, self.thresholds.lowest)
+        found = self.predictor(images, conf, native, self.imgsz) if self.backend != "torch" else self.predictor(images, conf, native)
+        return [self.thresholds.keep(d, self.names) for d in found] if threshold else found
+
+    def factor(self, mpp: float | None) -> float:
+        """Input pixels -> network pixels for an input at `mpp` um/px (None: the model's photo scale). An `imgsz`
+        other than the training size shows everything that much smaller or larger (a speed/accuracy knob).
+        Without a recorded model scale the input is taken to be a photo like BCCD's, 640 px wide."""
+        if self.scale is None:
+            return self.imgsz / UNSCALED_FRAME
+        return (mpp if mpp is not None else self.scale.photo_mpp) / self.scale.mpp * self.imgsz / self.train_imgsz
+
+
+def _torch_predictor(weights: Path, imgsz: int | None, iou: float, device: str | None, batch: int, max_det: int,
+                     quiet: bool) -> Any:
+    from ..yolo.predict import Predictor
+
+    return Predictor(weights, imgsz, iou, device, batch, max_det, quiet)
+
+
+def _exported(weights: Path, backend: str, precision: str, batch: int, iou: float, max_det: int, quiet: bool) -> Any:
+    """The export of these weights, made first where there is none (that needs torch); one that cannot be read is
+    made again where torch is there, else named in the error."""
+    from .runtime import ExportedModel, find_export, installed
+
+    found = find_export(weights, backend, precision)
+    if found is not None:
+        try:
+            return ExportedModel(found[0], found[1], batch, iou, max_det)
+        except InputError:
+            if not installed("torch"):
+                raise
+            LOGGER.warning("%s: cannot be read; exporting it again from %s", found[0], weights.name)
+            found[0].with_name(found[0].name + ".json").unlink()
+    if not installed("torch"):
+        raise InputError(weights, f"no {backend} export of these weights, and torch is not installed to make one "
+                                  "(pip install torch, or count with weights that ship their export)")
+    from ..yolo.export import export
+
+    if not quiet:
+        LOGGER.info("exporting %s to %s (once; kept beside the weights)", weights.name, backend)
+    path = export(weights, backend, precision, quiet=quiet)
+    found = find_export(weights, backend, precision)
+    assert found is not None, path
+    return ExportedModel(found[0], found[1], batch, iou, max_det)

@@ -1,0 +1,94 @@
+"""A verdict per counted image: reasons, from evidence in the image, why its counts may not be trusted.
+
+A model trained on some microscopes can be silently wrong on another: it finds 2 cells in a field of 115, or calls
+grey-violet red cells white cells. Each reason below is something a person would see on the overlay:
+- `few cells`: the cells found cover little of the stained area of the field (stain but no cells: the model does
+  not see this smear's cells);
+- `uncertain`: most cells found score just above their class's threshold;
+- `scale`: the red cells found measure other than the scale the image was counted at says they should;
+- `white cells`: more white cells than a smear holds beside its red cells (red cells taken for white ones);
+- `scale unknown`: `--mpp auto` could not estimate the scale (too few whole red cells), so it was assumed.
+A verdict never changes the counts. Constants were set on val fields of BCCD, PBC and Raabin (see
+benchmarks/qc_check.py and its result file), not on any test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.detections import Detections
+from ..core.images import ImageSource, resize
+
+THUMB_SIDE = 256  # px: enough to tell stained from bare at a photo's scale, a few milliseconds
+BACKGROUND_DELTA = 18.0  # CIELAB distance (8-bit) from the background colour beyond which a pixel is stained
+MIN_COVERAGE = 0.75  # cell area found / stained area below this: `few cells` (complete labels give 1.0-1.4 on val)
+MIN_STAINED = 0.05  # share of the field: less stain than this (bare glass) is not judged for coverage
+UNCERTAIN_MARGIN = 0.10  # a score this close above its class threshold is a near call
+UNCERTAIN_SHARE = 0.6  # of at least UNCERTAIN_MIN cells: `uncertain`
+UNCERTAIN_MIN = 8
+WBC_SHARE = 0.3  # white cells over this share of red and white cells together (at least WBC_MIN): `white cells`
+WBC_MIN = 3
+
+
+def stained_share(src: ImageSource) -> float:
+    """Share of the image that is not background: pixels further than BACKGROUND_DELTA (CIELAB, 8-bit) from the
+    image's most common colour. Glass, plasma or a tinted background is the most common colour of a smear field
+    (on BCCD, PBC and Raabin val fields it is 45-50 % of the pixels); where cells crowd out the background the
+    mode is a cell colour, the stained share comes out lower, and `few cells` errs towards silence."""
+    import cv2
+
+    s = min(1.0, THUMB_SIDE / max(src.width, src.height))
+    thumb = resize(src.read(0, 0, src.width, src.height), (max(1, round(src.width * s)), max(1, round(src.height * s))))
+    lab = cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    q = (lab // 8).astype(np.int64)
+    keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
+    mode = lab[keys == np.bincount(keys).argmax()].mean(0)
+    return float((np.linalg.norm(lab - mode, axis=1) >= BACKGROUND_DELTA).mean())
+
+
+def cell_area(d: Detections) -> float:
+    """Area of the cells found, each taken as the ellipse inscribed in its box."""
+    if not len(d):
+        return 0.0
+    w, h = d.xyxy[:, 2] - d.xyxy[:, 0], d.xyxy[:, 3] - d.xyxy[:, 1]
+    return float((np.pi / 4 * w * h).sum())
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the verdict is read from: cell area found over stained area, share of near-threshold cells (of how
+    many), white and red cells found."""
+
+    coverage: float | None
+    near: float
+    cells: int
+    wbc: int
+    rbc: int
+
+
+def signals(d: Detections, names: list[str], thresholds: dict[str, float], area_px: float, stained: float | None) -> Signals:
+    coverage = None
+    if stained is not None and stained >= MIN_STAINED:
+        coverage = cell_area(d) / (stained * area_px)
+    near = 0.0
+    if len(d):
+        limit = np.array([thresholds[names[c]] for c in d.cls]) + UNCERTAIN_MARGIN
+        near = float((d.score < limit).mean())
+    counts = d.counts(len(names))
+    wbc = int(counts[names.index("WBC")]) if "WBC" in names else 0
+    rbc = int(counts[names.index("RBC")]) if "RBC" in names else 0
+    return Signals(coverage, near, len(d), wbc, rbc)
+
+
+def reasons(s: Signals) -> list[str]:
+    """The qc reasons the signals of one image's detections (before the edge rule) give."""
+    out = []
+    if s.coverage is not None and s.coverage < MIN_COVERAGE:
+        out.append(f"few cells: the cells found cover {s.coverage:.0%} of the stained area")
+    if s.cells >= UNCERTAIN_MIN and s.near > UNCERTAIN_SHARE:
+        out.append(f"uncertain: {s.near:.0%} of the cells found score within {UNCERTAIN_MARGIN} of their threshold")
+    if s.wbc >= WBC_MIN and s.wbc > WBC_SHARE * (s.wbc + s.rbc):
+        out.append(f"white cells: {s.wbc} white cells beside {s.rbc} red cells (red cells taken for white?)")
+    return out

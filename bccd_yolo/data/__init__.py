@@ -1,0 +1,1 @@
+"""Sources of labelled fields -> labels and data.yaml: VOC and YOLO folders, several sources at one scale."""

@@ -1,0 +1,105 @@
+"""One confidence threshold per class, chosen on the validation split to minimise per-image count error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.detections import Detections
+from ..core.errors import InputError
+
+GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    thresholds: dict[str, float]
+    mae_curve: dict[str, list[float]]  # per class, MAE at each GRID threshold
+    bias_curve: dict[str, list[float]]
+
+    def mae_at(self, name: str, t: float) -> float:
+        return self.mae_curve[name][grid_index(t)]
+
+
+def grid_index(t: float) -> int:
+    """The GRID position nearest to threshold t."""
+    return int(np.argmin(np.abs(GRID - t)))
+
+
+def count_curves(preds: list[Detections], true: np.ndarray, k: int, grid: np.ndarray = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """MAE and mean bias of class k's per-image count at each threshold of `grid`."""
+    counts = np.stack([
+        len(s) - np.searchsorted(s, grid, side="left")
+        for s in (np.sort(p.score[p.cls == k]) for p in preds)
+    ])  # (images, thresholds): boxes scoring >= t
+    err = counts - true[:, k][:, None]
+    return np.abs(err).mean(0), err.mean(0)
+
+
+def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[str], grid: np.ndarray = GRID) -> Calibration:
+    """Per class, the threshold of least count MAE; among ties, those of least absolute bias, and of these the
+    middle one: a plateau's edge (WBC is often flat from 0.06 to 0.56) is the choice most easily upset by other
+    photos, its middle the least."""
+    thresholds, maes, biases = {}, {}, {}
+    for k, n in enumerate(names):
+        mae, bias = count_curves(preds, true, k, grid)
+        key = [(round(float(mae[g]), 9), round(abs(float(bias[g])), 9)) for g in range(len(grid))]
+        best = min(key)
+        tied = [g for g in range(len(grid)) if key[g] == best]
+        thresholds[n] = float(grid[tied[(len(tied) - 1) // 2]])
+        maes[n], biases[n] = mae.round(4).tolist(), bias.round(4).tolist()
+    return Calibration(thresholds, maes, biases)
+
+
+def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
+    """The model's scale (see scale.py) from the red cells of the data's train split, as a sidecar record."""
+    from ..core.scale import RBC_DIAMETER_UM, model_scale
+    from .evaluate import load_ground_truth
+
+    if "RBC" not in names:
+        return None
+    gts = load_ground_truth(info, "train")
+    try:
+        scale, n = model_scale(((g.boxes, g.width, g.height) for g in gts), names.index("RBC"), imgsz)
+    except ValueError:
+        return None
+    return {**scale.as_dict(), "from": f"median of {n} whole red cells in the train split's labels, taken as "
+                                      f"{RBC_DIAMETER_UM} um across; the model saw them at {imgsz} px"}
+
+
+def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
+              device: str | None = None, progress: bool = True, overwrite: bool = False) -> tuple[Path, dict]:
+    """Choose and save thresholds for `weights`; returns the sidecar path and a before/after summary.
+
+    The shipped model's calibration is part of the package: it is replaced only with `overwrite`."""
+    import os
+
+    from ..count.detector import SHIPPED_WEIGHTS, Detector
+    from ..count.thresholds import DEFAULT_CONF, thresholds_path, write_sidecar
+    from ..yolo.data import resolve_data
+    from .evaluate import EVAL_CONF, count_matrix, load_ground_truth, predict_split
+
+    if split == "test" and not force:
+        raise InputError(None, "test: calibrating on the test split leaks it into the reported results; use val, "
+                               "or {force} if you mean it", option="split")
+    sidecar = thresholds_path(weights)
+    if Path(weights).resolve() == SHIPPED_WEIGHTS.resolve() and sidecar.is_file() and not overwrite:
+        raise InputError(sidecar, "is the shipped model's calibration; pass {overwrite} to replace it, or calibrate a "
+                                  "copy of the weights (the sidecar is written beside them)")
+    data, info = resolve_data(data)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
+    gts = load_ground_truth(info, split)
+    preds = predict_split(detector, gts, progress)
+    names = detector.names
+    true = count_matrix([g.boxes for g in gts], len(names))
+    cal = calibrate_thresholds(preds, true, names)
+    summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
+                   "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
+    # paths relative to the sidecar: the file travels with the weights to other machines
+    scale = training_scale(info, names, detector.train_imgsz)
+    write_sidecar(sidecar, cal.thresholds, {"scale": scale, "split": split, "data": os.path.relpath(data, sidecar.parent),
+                                 "images": len(gts), "imgsz": detector.imgsz, "default_conf": DEFAULT_CONF, "count_mae": summary,
+                                 "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
+    return sidecar, summary

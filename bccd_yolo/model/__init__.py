@@ -1,0 +1,1 @@
+"""Model architectures, their parts and stage freeze lists, and darknet's file format (no torch here)."""

@@ -1,0 +1,1 @@
+"""Stage plan -> training run -> weights: the staged fine-tune."""

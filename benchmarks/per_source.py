@@ -1,0 +1,94 @@
+"""Counting per source, as a user counts: BCCD's photos, PBC's and Raabin's fields, each in its own pixels.
+
+    python benchmarks/per_source.py [--weights W] [--split val|test] [--name shipped] [--mpp auto] [--sources bccd,pbc,raabin]
+
+Sources (../shared): BCCD photos with complete labels (txl-pbc-bccd; `--split` val: 57, test: 40), and the val
+fields of PBC and Raabin-WBC (txl-pbc-other: 100 each; their test split is not here). Every field is counted by
+`count_images` at the options given (default: `count`'s defaults) and, for AP50, predicted down to the evaluation
+floor at the same scale. Writes benchmarks/results/per_source/<name>_<split>.json and prints a table per source
+and class, plus the qc verdict's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+OTHER_ORDER = "WBC,RBC,Platelets"  # TXL's class order in txl-pbc-other's label files
+
+
+def load_sources(split: str, names: list[str], wanted: list[str]):
+    from bccd_yolo.data.convert import ClassSpec, read_source
+    from bccd_yolo.data.sources import SourceSpec
+    from bccd_yolo.measure.per_source import fields_of
+
+    spec = ClassSpec.parse(",".join(names))
+    out = {}
+    if "bccd" in wanted:
+        bccd = SourceSpec("bccd", SHARED / "BCCD_Dataset", annotations=SHARED / "txl-pbc-bccd" / "Annotations")
+        data, _ = read_source(bccd, spec, None, "official", 0, 0.2, 0.2, "drop")
+        out["bccd"] = fields_of(data.splits[split], names)
+    for name in ("pbc", "raabin"):
+        if name in wanted:
+            data, _ = read_source(SourceSpec(name, SHARED / "txl-pbc-other" / name), spec, OTHER_ORDER, "official", 0,
+                                  0.2, 0.2, "drop")
+            out[name] = fields_of(data.splits["val"], names)  # their test split is not here
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, default=ROOT / "weights" / "bccd_yolov3_tiny.pt")
+    p.add_argument("--split", default="val", choices=("val", "test"), help="BCCD's split (PBC and Raabin: val)")
+    p.add_argument("--name", default="shipped")
+    p.add_argument("--mpp", default=None, help="as count --mpp (default: count's default)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--sources", default="bccd,pbc,raabin")
+    args = p.parse_args()
+
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.counting import count_images, detect_image
+    from bccd_yolo.count.detector import Detector
+    from bccd_yolo.count.options import CountOptions
+    from bccd_yolo.measure.evaluate import EVAL_CONF
+    from bccd_yolo.measure.per_source import FieldResult, summarise, table
+
+    det = Detector(args.weights, backend=args.backend, quiet=True)
+    low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True)
+    options = CountOptions() if args.mpp is None else CountOptions(mpp=args.mpp if args.mpp == "auto" else float(args.mpp))
+    sources = load_sources(args.split, det.names, args.sources.split(","))
+    summaries, timing = {}, {}
+    for name, fields in sources.items():
+        start = time.perf_counter()
+        counted, errors = count_images([f.path for f in fields], det, options, progress=False)
+        assert not errors, errors[0]
+        results = []
+        for f, c in zip(fields, counted):
+            src = open_image(f.path)
+            try:
+                ranked = detect_image(src, low, tile=0, progress=False, mpp=c.mpp)[0]
+            finally:
+                src.close()
+            results.append(FieldResult(f, c.detections, ranked, c.qc))
+        summaries[name] = summarise(results, det.names)
+        summaries[name]["flagged"] = {Path(r.sample.path).name: r.qc for r in results if r.qc}
+        timing[name] = round(time.perf_counter() - start, 1)
+    out = ROOT / "benchmarks" / "results" / "per_source" / f"{args.name}_{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"weights": str(args.weights), "split_bccd": args.split, "mpp": args.mpp, "backend": det.backend,
+              "thresholds": det.thresholds.by_class, "seconds": timing, "sources": summaries}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(table(summaries, det.names))
+    for name, s in summaries.items():
+        extra = f", RBC interior MAE {s['rbc_interior_mae']:.2f}" if "rbc_interior_mae" in s else ""
+        print(f"{name}: {s['qc_flagged']} of {s['fields']} fields flagged by qc; {s.get('rbc_off_25pct', 0)} with RBC off "
+              f"by more than 25 %{extra}")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
