@@ -32,6 +32,16 @@ def test_ratio_intervals_on_known_cases():
     assert (narrow[1] - narrow[0]) < (wide[1] - wide[0]) / 10
 
 
+def test_the_written_out_wilson_interval_is_scipys():
+    from scipy.stats import binomtest
+
+    from bccd_yolo.count.outputs import wilson
+
+    for k, n in [(0, 1), (1, 1), (0, 37), (3, 150), (81, 263), (149, 150), (2000, 152000)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson(k, n) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
+
+
 def test_geojson_has_one_valid_polygon_per_detection_at_the_json_boxes():
     from shapely.geometry import shape
 

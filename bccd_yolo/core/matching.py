@@ -44,17 +44,14 @@ class Match:
 
     pred: np.ndarray  # bool per detection
     truth: np.ndarray  # bool per labelled box
-
-    def recall_precision(self) -> tuple[float, float]:
-        recall = float(self.truth.mean()) if len(self.truth) else float("nan")
-        precision = float(self.pred.mean()) if len(self.pred) else float("nan")
-        return recall, precision
+    partner: np.ndarray  # per detection, the index of the labelled box it found, else -1
 
 
 def match(pred: Detections, truth: Detections, iou: float = 0.5) -> Match:
     """Greedy one-to-one matching of same-class boxes at IoU >= `iou`."""
     matched_pred = np.zeros(len(pred), bool)
     matched_truth = np.zeros(len(truth), bool)
+    partner = np.full(len(pred), -1, np.int64)
     if len(pred) and len(truth):
         m = iou_matrix(pred.xyxy, truth.xyxy)
         m[pred.cls[:, None] != truth.cls[None, :]] = -1
@@ -63,4 +60,5 @@ def match(pred: Detections, truth: Detections, iou: float = 0.5) -> Match:
             j = int(np.argmax(row))
             if row[j] >= iou:
                 matched_pred[i] = matched_truth[j] = True
-    return Match(matched_pred, matched_truth)
+                partner[i] = j
+    return Match(matched_pred, matched_truth, partner)

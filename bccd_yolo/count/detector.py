@@ -62,7 +62,7 @@ class Detector:
         """Detections per image; with threshold=False, every box down to RAW_CONF (for merging tiles first).
         With `native`, images are already at the model's scale and are not resized (see Predictor)."""
         conf = self.thresholds.lowest if threshold else min(RAW_CONF, self.thresholds.lowest)
-        found = self.predictor(images, conf, native, self.imgsz) if self.backend != "torch" else self.predictor(images, conf, native)
+        found = self.predictor(images, conf, native, self.imgsz)
         return [self.thresholds.keep(d, self.names) for d in found] if threshold else found
 
     def factor(self, mpp: float | None) -> float:

@@ -33,19 +33,19 @@ class Predictor:
         self._model.add_callback("on_predict_start", use_all_cpu_threads)
         self._loaded = False
 
-    def __call__(self, images: list[np.ndarray], conf: float, native: bool = False) -> list[Detections]:
+    def __call__(self, images: list[np.ndarray], conf: float, native: bool = False, imgsz: int | None = None) -> list[Detections]:
         """Every box scoring at least `conf`, per image. Images are letterboxed to the model's `imgsz` (as
         Ultralytics validates), or with `native` seen at their own size: padded at the bottom and right to a
         multiple of the stride, never resized (the caller has resampled them to the model's scale)."""
         out: list[Detections] = []
         for i in range(0, len(images), self.batch):
             chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i : i + self.batch]]  # Ultralytics wants BGR
-            imgsz: int | tuple[int, int] = self.imgsz
+            size: int | tuple[int, int] = imgsz or self.imgsz
             if native:
-                chunk, imgsz = pad_to_stride(chunk, self.stride)
+                chunk, size = pad_to_stride(chunk, self.stride)
             kwargs = {"device": self.device} if self.device is not None else {}
             with quiet_ultralytics(not self._loaded):  # the first call loads the backend, which Ultralytics announces
-                results = self._model.predict(chunk, imgsz=imgsz, conf=conf, iou=self.iou,
+                results = self._model.predict(chunk, imgsz=size, conf=conf, iou=self.iou,
                                               max_det=self.max_det, verbose=False, batch=len(chunk), **kwargs)
             self._loaded = True
             for r in results:
