@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 from .core.errors import InputError
 from .count.options import MIN_TILE
@@ -278,13 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="bccd-yolo", formatter_class=HelpFormatter,
-        description="Blood-cell (RBC, WBC, platelet) detection and counting with staged YOLOv3 transfer learning.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_convert(sub: Any) -> None:
     p = sub.add_parser("convert", formatter_class=HelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
     p.add_argument("--source", action="append", default=None, metavar="[NAME=]PATH",
                    help=f"a VOC folder (BCCD_Dataset checkout, its BCCD/ folder) or a YOLO folder (images/<split>/ + "
@@ -318,12 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a source's train images K times (weighs a small source up)")
     p.set_defaults(func=cmd_convert)
 
+
+def add_stages(sub: Any) -> None:
     from .model.architectures import MODELS
-    from .train.finetune import DEFAULTS
 
     p = sub.add_parser("stages", formatter_class=HelpFormatter, help="print the freeze plan of each stage for a model")
     p.add_argument("--model", default="yolov3", help=f"one of {', '.join(MODELS)} or a model YAML")
     p.set_defaults(func=cmd_stages)
+
+
+def add_finetune(sub: Any) -> None:
+    from .model.architectures import MODELS
+    from .train.finetune import DEFAULTS
 
     p = sub.add_parser(
         "finetune", formatter_class=HelpFormatter, help="train one stage of the transfer-learning protocol (or the from-scratch baseline)",
@@ -368,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
     p.set_defaults(func=cmd_finetune)
 
+
+def add_import_darknet(sub: Any) -> None:
     p = sub.add_parser("import-darknet", formatter_class=HelpFormatter, help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
                        description="Load darknet yolov3, yolov3-spp or yolov3-tiny weights into the matching Ultralytics "
                                    "model with darknet's LeakyReLU(0.1); the YOLO output layers are skipped (the "
@@ -378,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_darknet)
 
+
+def add_count(sub: Any) -> None:
     from .core.edges import DEFAULT_EDGE, EdgeRule
     from .count.counting import TILE_ABOVE
     from .count.options import DEFAULT_OVERLAP
@@ -436,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
 
+
+def add_audit(sub: Any) -> None:
     from .measure.audit import AUDIT_IOU
 
     p = sub.add_parser("audit", formatter_class=HelpFormatter, help="propose cells a labelled VOC folder missed, and labels the model does not find")
@@ -453,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
 
+
+def add_calibrate(sub: Any) -> None:
     p = sub.add_parser("calibrate", formatter_class=HelpFormatter, help="choose a confidence threshold per class that minimises count error")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
@@ -464,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
+
+def add_report(sub: Any) -> None:
     p = sub.add_parser("report", formatter_class=HelpFormatter, help="per-class AP, counting error and timing tables with plots")
     p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATASET / "data.yaml"))
@@ -479,6 +489,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="bccd-yolo", formatter_class=HelpFormatter,
+        description="Blood-cell (RBC, WBC, platelet) detection and counting with staged YOLOv3 transfer learning.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_convert(sub)
+    add_stages(sub)
+    add_finetune(sub)
+    add_import_darknet(sub)
+    add_count(sub)
+    add_audit(sub)
+    add_calibrate(sub)
+    add_report(sub)
     return parser
 
 

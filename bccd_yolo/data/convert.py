@@ -341,21 +341,7 @@ def convert_sources(
         raise InputError(None, "two sources share a name: name each, e.g. bccd=PATH pbc=PATH", option="source")
     inputs = [s.path for s in specs] + [s.annotations for s in specs]
     check_output_dir(Path(out), overwrite, inputs)
-    spec = None if classes == "auto" else ClassSpec.parse(classes)
-    source_classes = source_classes or {}
-    read: list[SourceData] = []
-    diff = None
-    for s in specs:
-        if spec is None:
-            if not ((Path(s.path) / "Annotations").is_dir() or any(Path(s.path).glob("*/Annotations"))):
-                raise InputError(s.path, "classes 'auto' reads VOC names; give the class order for YOLO labels", option="classes")
-            data, spec, d = read_voc_source(s, None, split, seed, val_frac, test_frac, unlabelled)
-        else:
-            data, d = read_source(s, spec, source_classes.get(s.name), split, seed, val_frac,
-                                  test_frac, unlabelled)
-        diff = diff or d
-        read.append(data)
-    assert spec is not None
+    read, spec, diff = read_sources(specs, classes, source_classes or {}, split, seed, val_frac, test_frac, unlabelled)
     canvas = plan_scales(read, spec.names) if same_scale else None
     multi = len(read) > 1
     summaries: dict[str, SplitSummary] = {}
@@ -374,6 +360,26 @@ def convert_sources(
                                   defects, diff, per_source)
         (tmp / "report.json").write_text(result.to_json())
     return result
+
+
+def read_sources(specs: list[SourceSpec], classes: str, source_classes: dict[str, str], split: str, seed: int,
+                 val_frac: float, test_frac: float, unlabelled: str) -> tuple[list[SourceData], ClassSpec, LabelDiff | None]:
+    """Every source read, the output classes (from `classes`, or for "auto" the first VOC source's names), and the
+    label-set comparison of the source relabelled by --annotations, if any."""
+    spec = None if classes == "auto" else ClassSpec.parse(classes)
+    read: list[SourceData] = []
+    diff = None
+    for s in specs:
+        if spec is None:
+            if not ((Path(s.path) / "Annotations").is_dir() or any(Path(s.path).glob("*/Annotations"))):
+                raise InputError(s.path, "classes 'auto' reads VOC names; give the class order for YOLO labels", option="classes")
+            data, spec, d = read_voc_source(s, None, split, seed, val_frac, test_frac, unlabelled)
+        else:
+            data, d = read_source(s, spec, source_classes.get(s.name), split, seed, val_frac, test_frac, unlabelled)
+        diff = diff or d
+        read.append(data)
+    assert spec is not None
+    return read, spec, diff
 
 
 def source_summary(data: SourceData, canvas: tuple[int, int] | None) -> dict:

@@ -8,6 +8,7 @@ import json
 import logging
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -243,6 +244,154 @@ def label_sets_table(sets: Sequence[tuple[str, Sequence[Any], pd.DataFrame | Non
     return pd.DataFrame(rows).round(4)
 
 
+@dataclass
+class ReportInputs:
+    """What a report is made of, checked before anything is written."""
+
+    data: str
+    gts: list
+    detector: Any
+    names: list[str]
+    used: Any  # Thresholds
+    extra: list[tuple[str, list]]  # other label sets: (data YAML, ground truths)
+    sources: list[str]  # the data's sources (convert --source), else []
+
+
+def _report_inputs(weights: Path, data: str, split: str, also: list[str] | None, imgsz: int | None,
+                   device: str | None) -> ReportInputs:
+    from ..count.detector import Detector
+    from ..count.thresholds import Thresholds
+    from ..yolo.data import resolve_data
+    from .evaluate import EVAL_CONF, load_ground_truth
+
+    data, info = resolve_data(data)
+    gts = load_ground_truth(info, split)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
+    names = detector.names
+    if [info["names"][i] for i in range(len(info["names"]))] != names:
+        raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
+    extra = []
+    for other in also or []:
+        other_data, other_info = resolve_data(other)
+        if [other_info["names"][i] for i in range(len(other_info["names"]))] != names:
+            raise InputError(other, f"classes {list(other_info['names'].values())} differ from the model's {names}")
+        extra.append((other_data, load_ground_truth(other_info, split)))
+    sources = list((info.get("sources") or {}).keys()) if isinstance(info.get("sources"), dict) else []
+    return ReportInputs(data, gts, detector, names, Thresholds.for_model(Path(weights), names), extra, sources)
+
+
+def _label_sets(inp: ReportInputs, preds: list, ap: pd.DataFrame, weights: Path, split: str, tmp: Path, batch: int,
+                device: str | None, progress: bool) -> pd.DataFrame:
+    from ..yolo.validate import validate
+    from .evaluate import EVAL_CONF, predict_split
+
+    by_image = {g.path.name: p for g, p in zip(inp.gts, preds)}
+    sets = [(Path(inp.data).parent.name, inp.gts, ap)]
+    for k, (other_data, other_gts) in enumerate(inp.extra):
+        missing = [g for g in other_gts if g.path.name not in by_image]
+        by_image.update(zip((g.path.name for g in missing), predict_split(inp.detector, missing, progress)))
+        other_ap = validate(Path(weights), other_data, split, inp.names, inp.detector.imgsz, EVAL_CONF, inp.detector.iou,
+                            tmp, f"val_also{k}", batch, device, plots=False)
+        shutil.rmtree(tmp / f"val_also{k}", ignore_errors=True)
+        sets.append((Path(other_data).parent.name, other_gts, other_ap))
+    table = label_sets_table(sets, by_image, inp.used.by_class, inp.names)
+    table.to_csv(tmp / "label_sets.csv", index=False)
+    return table
+
+
+def per_source_table(inp: ReportInputs, preds: list) -> pd.DataFrame:
+    """Count MAE and AP50 per source and class, for data converted from several sources (a pooled figure hides
+    the source that fails)."""
+    from ..data.sources import source_of
+    from .per_source import FieldResult, LabelledField, summarise
+
+    limits = [inp.used.by_class[n] for n in inp.names]
+    rows = []
+    for source in inp.sources:
+        results = [FieldResult(LabelledField(g.path, g.width, g.height, g.boxes), p.above(limits), p)
+                   for g, p in zip(inp.gts, preds) if source_of(g.path.name, inp.sources) == source]
+        if not results:
+            continue
+        s = summarise(results, inp.names)
+        rows += [{"source": source, "images": s["fields"], "class": n, **s["classes"][n]} for n in inp.names]
+    return pd.DataFrame(rows)
+
+
+def _count_tables(inp: ReportInputs, preds: list, tmp: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """Per-image counts and the count error at the default and the used thresholds, written as CSV."""
+    from ..count.thresholds import DEFAULT_CONF
+    from .evaluate import count_errors, count_matrix, counts_at, unannotated_share
+
+    names, used = inp.names, inp.used
+    true = count_matrix([g.boxes for g in inp.gts], len(names))
+    pred = counts_at(preds, used.by_class, names)
+    counts = pd.DataFrame({"image": [g.path.name for g in inp.gts]})
+    for k, n in enumerate(names):
+        counts[f"true_{n}"], counts[f"pred_{n}"] = true[:, k], pred[:, k]
+    err = count_errors(true, pred, names)
+    err["unannotated_share"] = pd.Series(unannotated_share(inp.gts, preds, used.by_class, names))
+    summary = pd.DataFrame([{"image": label, **{f"pred_{n}": err.loc[n, col] for n in names}}
+                            for label, col in (("MAE", "mae"), ("mean_relative_error", "rel_error"), ("pearson_r", "pearson_r"))])
+    pd.concat([counts, summary], ignore_index=True).to_csv(tmp / "counts.csv", index=False)
+    default = {n: DEFAULT_CONF for n in names}
+    by_threshold = pd.concat({"default": count_errors(true, counts_at(preds, default, names), names), "used": err},
+                             names=["thresholds"])
+    by_threshold.to_csv(tmp / "count_errors.csv")
+    return true, pred, err, by_threshold
+
+
+def _plots(inp: ReportInputs, preds: list, true: np.ndarray, pred: np.ndarray, tmp: Path) -> list[str]:
+    from ..count.thresholds import DEFAULT_CONF
+    from .calibrate import count_curves
+
+    names = inp.names
+    _plot_scatter(true, pred, names, tmp / "count_scatter.png")
+    curves = {n: count_curves(preds, true, k) for k, n in enumerate(names)}
+    _plot_threshold_curves(curves, names, {"default": {n: DEFAULT_CONF for n in names}, "calibrated": inp.used.by_class},
+                           tmp / "count_error_vs_threshold.png")
+    for plot in PLOTS_FROM_VAL:
+        if (tmp / "val" / plot).is_file():
+            shutil.copy(tmp / "val" / plot, tmp / plot)
+    return _worst_overlays(inp.gts, preds, names, inp.used.by_class, true, pred, tmp)
+
+
+def _sections(inp: ReportInputs, weights: Path, split: str, command: str, ap: pd.DataFrame, label_sets: pd.DataFrame,
+              by_source: pd.DataFrame, err: pd.DataFrame, by_threshold: pd.DataFrame, true: np.ndarray, worst: list[str],
+              timing: pd.DataFrame, comparison: pd.DataFrame, tmp: Path) -> list:
+    names = inp.names
+    thr = ", ".join(f"{n} {v:.2f}" for n, v in inp.used.by_class.items())
+    sections: list = [
+        ("Model and data", f"Model {_code(str(weights))} ({inp.detector.imgsz} px) on the {_code(split)} split of "
+                           f"{_code(inp.data)}: {len(inp.gts)} images, {int(true.sum())} annotated cells. "
+                           f"Reproduce with {_code(command)}."),
+        ("Detection: AP per class", ap),
+        *((("Per source", "Count error and AP50 per source and class at the thresholds used: a pooled figure hides the "
+                          "source that fails."), ("Sources side by side", by_source)) if len(by_source) else ()),
+        *((("Against each label set",
+            "The same predictions and thresholds scored against each label set. BCCD's annotators left about half "
+            "the red cells unlabelled, so RBC AP and count error against BCCD's labels charge the model for every "
+            "real cell it finds that nobody labelled; complete labels show what it actually misses."),
+           ("Label sets side by side", label_sets)) if len(label_sets) else ()),
+        ("Counting error per image", f"Thresholds used: {html.escape(thr)} ({html.escape(inp.used.source)}). MAE and bias "
+                                     "in cells per image; bias is predicted minus annotated."),
+        ("Count error, default (0.25) vs thresholds used", by_threshold.reset_index()),
+        ("Predicted vs annotated counts", Path("count_scatter.png")),
+        ("Count error against threshold", Path("count_error_vs_threshold.png")),
+        (f"Largest {names[0]} over-counts (white: annotations; colours: predictions)",
+         f"unannotated_share above is the share of kept detections that overlap no annotated box of their class "
+         f"({names[0]}: {float(err['unannotated_share'][names[0]]):.0%}). The overlays below show what they are: "
+         "cells the annotators did not label set a floor under the count error."),
+        *((f"Over-count: {w}", Path(w)) for w in worst),
+        *((title, Path(p)) for p, title in PLOTS_FROM_VAL.items() if (tmp / p).is_file()),
+        ("Training time", timing if len(timing) else "No run folders with timing.json were given."),
+    ]
+    if len(comparison):
+        sections.append(("Scratch vs transfer (the study's comparison)", comparison))
+    if len(timing):
+        sections.append(("Training time per run", Path("timing.png")))
+    return sections
+
+
 def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out: Path, imgsz: int | None = None,
                  device: str | None = None, batch: int = 16, progress: bool = True,
                  also: list[str] | None = None, overwrite: bool = False) -> dict:
@@ -251,123 +400,40 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
     `also`: data YAMLs of other label sets for (some of) the same photos, e.g. complete labels; AP and count
     error against each are reported beside those against `data`.
     """
-    from ..count.detector import Detector
-    from ..count.thresholds import DEFAULT_CONF, Thresholds
-    from ..yolo.data import resolve_data
     from ..yolo.validate import validate
-    from .calibrate import count_curves
-    from .evaluate import (
-        EVAL_CONF,
-        coco_ground_truth,
-        coco_predictions,
-        count_errors,
-        count_matrix,
-        counts_at,
-        load_ground_truth,
-        predict_split,
-        unannotated_share,
-    )
+    from .evaluate import EVAL_CONF, coco_ground_truth, coco_predictions, predict_split
 
     inputs = [Path(weights), *run_dirs, Path(data).parent, *(Path(a).parent for a in also or [])]
     check_output_dir(Path(out), overwrite, inputs)
-    data, info = resolve_data(data)
-    gts = load_ground_truth(info, split)
-    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
-    names = detector.names
-    if [info["names"][i] for i in range(len(info["names"]))] != names:
-        raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
-    used = Thresholds.for_model(Path(weights), names)
-    default = {n: DEFAULT_CONF for n in names}
-    extra = []
-    for other in also or []:
-        other_data, other_info = resolve_data(other)
-        if [other_info["names"][i] for i in range(len(other_info["names"]))] != names:
-            raise InputError(other, f"classes {list(other_info['names'].values())} differ from the model's {names}")
-        extra.append((other_data, load_ground_truth(other_info, split)))
+    inp = _report_inputs(weights, data, split, also, imgsz, device)
     timing, skipped = load_timings(run_dirs)
     for s in skipped:
         LOGGER.warning(s)
-
     with staged_dir(out, overwrite, inputs) as tmp:
-        preds = predict_split(detector, gts, progress)
-        ap = validate(Path(weights), data, split, names, detector.imgsz, EVAL_CONF, detector.iou, tmp, "val", batch, device)
+        preds = predict_split(inp.detector, inp.gts, progress)
+        ap = validate(Path(weights), inp.data, split, inp.names, inp.detector.imgsz, EVAL_CONF, inp.detector.iou, tmp, "val",
+                      batch, device)
         ap.to_csv(tmp / "per_class_ap.csv", index=False)
-        label_sets = pd.DataFrame()
-        if extra:
-            by_image = {g.path.name: p for g, p in zip(gts, preds)}
-            sets = [(Path(data).parent.name, gts, ap)]
-            for k, (other_data, other_gts) in enumerate(extra):
-                missing = [g for g in other_gts if g.path.name not in by_image]
-                by_image.update(zip((g.path.name for g in missing), predict_split(detector, missing, progress)))
-                other_ap = validate(Path(weights), other_data, split, names, detector.imgsz, EVAL_CONF, detector.iou, tmp,
-                                    f"val_also{k}", batch, device, plots=False)
-                shutil.rmtree(tmp / f"val_also{k}", ignore_errors=True)
-                sets.append((Path(other_data).parent.name, other_gts, other_ap))
-            label_sets = label_sets_table(sets, by_image, used.by_class, names)
-            label_sets.to_csv(tmp / "label_sets.csv", index=False)
-        (tmp / "ground_truth.json").write_text(json.dumps(coco_ground_truth(gts, names)) + "\n")
+        label_sets = _label_sets(inp, preds, ap, weights, split, tmp, batch, device, progress) if inp.extra else pd.DataFrame()
+        by_source = per_source_table(inp, preds) if inp.sources else pd.DataFrame()
+        if len(by_source):
+            by_source.to_csv(tmp / "per_source.csv", index=False)
+        (tmp / "ground_truth.json").write_text(json.dumps(coco_ground_truth(inp.gts, inp.names)) + "\n")
         (tmp / "predictions.json").write_text(json.dumps(coco_predictions(preds)) + "\n")
-
-        true = count_matrix([g.boxes for g in gts], len(names))
-        pred = counts_at(preds, used.by_class, names)
-        counts = pd.DataFrame({"image": [g.path.name for g in gts]})
-        for k, n in enumerate(names):
-            counts[f"true_{n}"], counts[f"pred_{n}"] = true[:, k], pred[:, k]
-        err = count_errors(true, pred, names)
-        err["unannotated_share"] = pd.Series(unannotated_share(gts, preds, used.by_class, names))
-        summary = pd.DataFrame([{"image": label, **{f"pred_{n}": err.loc[n, col] for n in names}}
-                                for label, col in (("MAE", "mae"), ("mean_relative_error", "rel_error"), ("pearson_r", "pearson_r"))])
-        pd.concat([counts, summary], ignore_index=True).to_csv(tmp / "counts.csv", index=False)
-        errors_by_threshold = pd.concat(
-            {"default": count_errors(true, counts_at(preds, default, names), names),
-             "used": err}, names=["thresholds"])
-        errors_by_threshold.to_csv(tmp / "count_errors.csv")
-        _plot_scatter(true, pred, names, tmp / "count_scatter.png")
-        curves = {n: count_curves(preds, true, k) for k, n in enumerate(names)}
-        _plot_threshold_curves(curves, names, {"default": default, "calibrated": used.by_class}, tmp / "count_error_vs_threshold.png")
-        worst = _worst_overlays(gts, preds, names, used.by_class, true, pred, tmp)
-        for plot in PLOTS_FROM_VAL:
-            if (tmp / "val" / plot).is_file():
-                shutil.copy(tmp / "val" / plot, tmp / plot)
+        true, pred, err, by_threshold = _count_tables(inp, preds, tmp)
+        worst = _plots(inp, preds, true, pred, tmp)
         comparison = scratch_vs_transfer(timing, {Path(d).name: Path(d) for d in run_dirs}) if len(timing) else pd.DataFrame()
         timing.to_csv(tmp / "timing.csv", index=False)
         if len(timing):
             _plot_timing(timing, tmp / "timing.png")
-
         command = "bccd-yolo report " + " ".join(shlex.quote(a) for a in [
-            "--weights", str(weights), "--data", data, "--split", split, *(["--runs", *map(str, run_dirs)] if run_dirs else []),
+            "--weights", str(weights), "--data", inp.data, "--split", split, *(["--runs", *map(str, run_dirs)] if run_dirs else []),
             *(["--also-data", *also] if also else []), *(["--imgsz", str(imgsz)] if imgsz else []),
             *(["--device", str(device)] if device else []), "--out", str(out)])
-        thr = ", ".join(f"{n} {v:.2f}" for n, v in used.by_class.items())
-        sections: list = [
-            ("Model and data", f"Model {_code(str(weights))} ({detector.imgsz} px) on the {_code(split)} split of "
-                               f"{_code(data)}: {len(gts)} images, {int(true.sum())} annotated cells. "
-                               f"Reproduce with {_code(command)}."),
-            ("Detection: AP per class", ap),
-            *((("Against each label set",
-                "The same predictions and thresholds scored against each label set. BCCD's annotators left about half "
-                "the red cells unlabelled, so RBC AP and count error against BCCD's labels charge the model for every "
-                "real cell it finds that nobody labelled; complete labels show what it actually misses."),
-               ("Label sets side by side", label_sets)) if len(label_sets) else ()),
-            ("Counting error per image", f"Thresholds used: {html.escape(thr)} ({html.escape(used.source)}). MAE and bias in cells per image; "
-                                         "bias is predicted minus annotated."),
-            ("Count error, default (0.25) vs thresholds used", errors_by_threshold.reset_index()),
-            ("Predicted vs annotated counts", Path("count_scatter.png")),
-            ("Count error against threshold", Path("count_error_vs_threshold.png")),
-            (f"Largest {names[0]} over-counts (white: annotations; colours: predictions)",
-             f"unannotated_share above is the share of kept detections that overlap no annotated box of their class "
-             f"({names[0]}: {float(err['unannotated_share'][names[0]]):.0%}). The overlays below show what they are: "
-             "cells the annotators did not label set a floor under the count error."),
-            *((f"Over-count: {w}", Path(w)) for w in worst),
-            *((title, Path(p)) for p, title in PLOTS_FROM_VAL.items() if (tmp / p).is_file()),
-            ("Training time", timing if len(timing) else "No run folders with timing.json were given."),
-        ]
-        if len(comparison):
-            sections.append(("Scratch vs transfer (the study's comparison)", comparison))
-        if len(timing):
-            sections.append(("Training time per run", Path("timing.png")))
+        sections = _sections(inp, weights, split, command, ap, label_sets, by_source, err, by_threshold, true, worst,
+                             timing, comparison, tmp)
         title = f"bccd-yolo report: {Path(weights).name} on {split}"
         (tmp / "report.md").write_text(_markdown(sections, title))
         (tmp / "report.html").write_text(_html(sections, title, tmp))
-    return {"ap": ap, "count_errors": errors_by_threshold, "timing": timing, "comparison": comparison,
-            "label_sets": label_sets}
+    return {"ap": ap, "count_errors": by_threshold, "timing": timing, "comparison": comparison,
+            "label_sets": label_sets, "per_source": by_source}

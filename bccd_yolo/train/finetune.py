@@ -221,21 +221,9 @@ def finetune(req: FinetuneRequest, callbacks: dict[str, Callable[[Any], object]]
         plan = plan_run(req)
         LOGGER.info(plan.describe())
         model_file, args = model_yaml_file(req.model), _train_args(req, plan)
-    hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
     shares = run_augment(run_dir, req)
     req = replace(req, **shares)  # type: ignore[arg-type]
-    if any(shares.values()):
-        from ..yolo.augment import augment_callback
-
-        hooks.setdefault("on_train_start", []).append(augment_callback(**{f"{k}_p": v for k, v in shares.items()}))
-    if plan and plan.notes:
-        notes = plan.notes
-
-        def say_notes(_trainer: Any) -> None:
-            for n in notes:
-                LOGGER.info("note: %s", n)
-
-        hooks.setdefault("on_train_start", []).append(say_notes)
+    hooks = training_hooks(callbacks, shares, plan.notes if plan else [])
     start_segment(run_dir, req.resume)
     start = time.perf_counter()
     save_dir, seen = train(model_file, args, hooks)
@@ -267,6 +255,23 @@ def record_scale(save_dir: Path, data: str, imgsz: int | None) -> None:
         sidecar = thresholds_path(weights)
         if scale is not None and not sidecar.exists():
             write_sidecar(sidecar, {}, {"scale": scale, "note": "scale from the training labels; thresholds: run calibrate"})
+
+
+def training_hooks(callbacks: dict[str, Callable[[Any], object]] | None, shares: dict[str, float],
+                   notes: list[str]) -> dict[str, list[Callable[[Any], object]]]:
+    """Ultralytics callbacks for a run: the caller's, the augmentation transforms asked for, and the plan's notes."""
+    hooks: dict[str, list[Callable[[Any], object]]] = {event: [fn] for event, fn in (callbacks or {}).items()}
+    if any(shares.values()):
+        from ..yolo.augment import augment_callback
+
+        hooks.setdefault("on_train_start", []).append(augment_callback(**{f"{k}_p": v for k, v in shares.items()}))
+    if notes:
+        def say_notes(_trainer: Any) -> None:
+            for n in notes:
+                LOGGER.info("note: %s", n)
+
+        hooks.setdefault("on_train_start", []).append(say_notes)
+    return hooks
 
 
 AUGMENT = "augment.json"  # the run's augmentation shares (--resample, --stain, ...), so that a resume keeps them
