@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import threading
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image
+
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.core.scale import ModelScale
+from bccd_yolo.count.thresholds import Thresholds
 
 REPO = Path(__file__).resolve().parents[1]
 BCCD_SOURCE = Path(os.getenv("BCCD_DATASET", REPO.parent / "shared" / "BCCD_Dataset"))
@@ -107,3 +115,77 @@ def tiny_weights(mini_bccd, tmp_path_factory) -> Path:
     finetune(FinetuneRequest(stage="scratch", model="yolov3-tiny", data=str(mini_bccd), epochs=1, imgsz=64, batch=4,
                              workers=0, project=str(project), overrides=TINY_TRAIN))
     return project / "scratch" / "weights" / "best.pt"
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+class BlobDetector:
+    """Finds red/green/blue discs by connected components: a stand-in for the network. Its "model" sees
+    1 um per pixel (its training photos too) and its red cells are RBC_PX across; it records the size of
+    every view it is shown."""
+
+    names = ["RBC", "WBC", "Platelets"]
+    batch = 4
+    imgsz = train_imgsz = 400
+    RBC_PX = 41.0  # a disc of radius 20 drawn by cv2.circle is 41 px across
+    scale = ModelScale(1.0, 1.0, RBC_PX)
+    thresholds = Thresholds({n: 0.5 for n in names}, "test")
+
+    def __init__(self):
+        self.views: list[tuple[int, int]] = []
+
+    def factor(self, mpp):
+        return (1.0 if mpp is None else mpp) / self.scale.mpp
+
+    def __call__(self, images, threshold=True, native=False):
+        out = []
+        for im in images:
+            self.views.append(im.shape[:2])
+            boxes, classes = [], []
+            for c, rgb in enumerate(COLOURS):
+                # near the pure colour: resampling blends a disc's rim with the background
+                mask = (np.abs(im.astype(int) - rgb).max(axis=2) < 80).astype(np.uint8)
+                n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+                for x, y, w, h, area in stats[1:]:
+                    if area >= 4:
+                        boxes.append([x, y, x + w, y + h])
+                        classes.append(c)
+            xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+            out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.array(classes, np.int64)))
+        return out
+
+
+class UnscaledBlob(BlobDetector):
+    """A model calibrated before scales were recorded."""
+
+    scale = None
+
+    def factor(self, mpp):
+        return 1.0
+
+
+def disc_canvas(width, height, n, seed=0, rmax=45):
+    """White canvas with n non-touching discs of random class and radius."""
+    rng = np.random.default_rng(seed)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    placed = []
+    while len(placed) < n:
+        r = int(rng.integers(6, rmax))
+        x, y = int(rng.integers(r, width - r)), int(rng.integers(r, height - r))
+        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 3) ** 2 for px, py, pr in placed):
+            placed.append((x, y, r))
+            cv2.circle(canvas, (x, y), r, COLOURS[int(rng.integers(0, 3))], -1)
+    return canvas

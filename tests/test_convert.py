@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import http.server
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -249,17 +247,6 @@ def _zip_of(src: Path, archive: Path, top: str = "BCCD_Dataset-master") -> Path:
 
 
 @pytest.fixture()
-def local_server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_download_from_a_local_server_then_convert(tmp_path, local_server, monkeypatch, capsys):
     root, base = local_server
     _zip_of(make_voc(tmp_path / "voc"), root / "master.zip")

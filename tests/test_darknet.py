@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,23 @@ from PIL import Image
 
 from bccd_yolo.cli import main
 from bccd_yolo.core.errors import InputError
-from bccd_yolo.model.darknet import ConvTensors, parse_cfg, read_weights, write_weights
+from bccd_yolo.model.darknet import ConvTensors, DarknetCfg, _header_size, parse_cfg, read_weights
 
 DARKNET = REPO.parent / "shared" / "pretrained" / "darknet"
 TINY = DARKNET / "yolov3-tiny.weights"
+
+
+
+def write_weights(path: Path, cfg: DarknetCfg, convs: list[ConvTensors], version: tuple[int, int, int] = (0, 2, 0),
+                  seen: int = 0) -> None:
+    """Write tensors in darknet's layout (the inverse of `read_weights`; only these tests write darknet files)."""
+    major, minor, revision = version
+    parts = [np.array(version, "<i4").tobytes(),
+             np.array([seen], "<i8" if _header_size(major, minor) == 20 else "<i4").tobytes()]
+    for c, t in zip(cfg.convs, convs, strict=True):
+        arrays = [t.bias, t.scale, t.mean, t.var, t.kernel] if c.batch_normalize else [t.bias, t.kernel]
+        parts += [np.ascontiguousarray(a, "<f4").tobytes() for a in arrays]
+    Path(path).write_bytes(b"".join(parts))
 
 
 def bus(size: int) -> torch.Tensor:
@@ -217,37 +228,24 @@ def test_stage3_from_darknet_keeps_the_coco_backbone_in_last_pt(mini_bccd, tmp_p
     assert not torch.equal(neck.conv.weight, torch.from_numpy(dk[6].kernel.copy()).half().float())  # the neck trained
 
 
-def serve(folder: Path):
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def test_download_checks_sha256_and_layout(tmp_path, monkeypatch):
+def test_download_checks_sha256_and_layout(tmp_path, monkeypatch, local_server):
     from bccd_yolo.model.darknet_files import fetch_darknet_weights, resolve_darknet_weights
 
-    www = tmp_path / "www"
-    www.mkdir()
+    www, url = local_server
     (www / "yolov3-tiny.weights").write_bytes(TINY.read_bytes())
     random_weights(DARKNET / "yolov3.cfg", www / "yolov3.weights")
     (www / "yolov3-spp.weights").write_bytes(b"\0" * 1000)
-    server = serve(www)
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setenv("BCCD_YOLO_DARKNET_URL", url)
     monkeypatch.setenv("BCCD_YOLO_CACHE", str(tmp_path / "cache"))
-    try:
-        got = resolve_darknet_weights("yolov3-tiny.weights")
-        assert got == tmp_path / "cache" / "darknet" / "yolov3-tiny.weights"
-        assert got.read_bytes() == TINY.read_bytes() and got.with_suffix(".cfg").is_file()
-        assert fetch_darknet_weights("yolov3", tmp_path / "cache" / "darknet").stat().st_size == 248_007_048
-        with pytest.raises(InputError, match="truncated"):
-            fetch_darknet_weights("yolov3-spp", tmp_path / "cache" / "darknet")
-        (www / "yolov3-tiny.weights").write_bytes(TINY.read_bytes()[:-4] + b"\1\2\3\4")
-        with pytest.raises(InputError, match="sha256"):
-            fetch_darknet_weights("yolov3-tiny", tmp_path / "other")
-    finally:
-        server.shutdown()
+    got = resolve_darknet_weights("yolov3-tiny.weights")
+    assert got == tmp_path / "cache" / "darknet" / "yolov3-tiny.weights"
+    assert got.read_bytes() == TINY.read_bytes() and got.with_suffix(".cfg").is_file()
+    assert fetch_darknet_weights("yolov3", tmp_path / "cache" / "darknet").stat().st_size == 248_007_048
+    with pytest.raises(InputError, match="truncated"):
+        fetch_darknet_weights("yolov3-spp", tmp_path / "cache" / "darknet")
+    (www / "yolov3-tiny.weights").write_bytes(TINY.read_bytes()[:-4] + b"\1\2\3\4")
+    with pytest.raises(InputError, match="sha256"):
+        fetch_darknet_weights("yolov3-tiny", tmp_path / "other")
     left = sorted(p.name for p in (tmp_path / "cache" / "darknet").iterdir())
     assert left == ["yolov3-spp.cfg", "yolov3-tiny.cfg", "yolov3-tiny.weights", "yolov3.cfg", "yolov3.weights"]
     assert not [p for p in (tmp_path / "other").iterdir() if p.suffix != ".cfg"]

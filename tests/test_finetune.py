@@ -213,25 +213,17 @@ def test_plan_refuses_weights_of_another_architecture(mini_bccd, chain, tmp_path
                                  weights=str(project / "stage3" / "weights" / "best.pt")).filled())
 
 
-def test_stage3_without_a_previous_stage_downloads_pretrained_weights(mini_bccd, tiny_weights, tmp_path, monkeypatch):
-    import http.server
+def test_stage3_without_a_previous_stage_downloads_pretrained_weights(mini_bccd, tiny_weights, tmp_path, monkeypatch,
+                                                                     local_server):
     import shutil
-    import threading
 
     import bccd_yolo.core.fetching as download
 
-    www = tmp_path / "www"
-    www.mkdir()
+    www, url = local_server
     shutil.copy(tiny_weights, www / "yolov3-tinyu.pt")  # stands in for Ultralytics' COCO release asset
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(www), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(download, "ULTRALYTICS_ASSETS_URL", f"http://127.0.0.1:{server.server_address[1]}")
-        monkeypatch.setenv("BCCD_YOLO_CACHE", str(tmp_path / "cache"))
-        record = finetune(FinetuneRequest(stage="3", data=str(mini_bccd), project=str(tmp_path / "runs"), **COMMON))
-    finally:
-        server.shutdown()
+    monkeypatch.setattr(download, "ULTRALYTICS_ASSETS_URL", url)
+    monkeypatch.setenv("BCCD_YOLO_CACHE", str(tmp_path / "cache"))
+    record = finetune(FinetuneRequest(stage="3", data=str(mini_bccd), project=str(tmp_path / "runs"), **COMMON))
     cached = tmp_path / "cache" / "weights" / "yolov3-tinyu.pt"
     assert cached.read_bytes() == tiny_weights.read_bytes()
     assert record["weights"] == str(cached) and record["transferred_tensors"] > 100

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_regions import UnscaledBlob
-from test_tiling import BlobDetector, disc_canvas
+from conftest import BlobDetector, UnscaledBlob, disc_canvas
 
 from bccd_yolo.core.images import PhotoSource
 from bccd_yolo.count.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image

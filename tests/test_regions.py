@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from test_tiling import BlobDetector, disc_canvas
+from conftest import BlobDetector, UnscaledBlob, disc_canvas
 
 from bccd_yolo.core.errors import InputError
 from bccd_yolo.core.images import open_image
@@ -116,15 +116,6 @@ def test_scale_from_tiff_tags_or_given(slide):
     (g,), _ = count_images([slide], BlobDetector(), CountOptions(tile=400, overlap=0.25, mpp=0.5), progress=False)
     given = to_json([g], Meta(), [])["images"][0]
     assert given["mpp"] == 0.5 and given["area_mm2"] == pytest.approx(4 * image["area_mm2"])
-
-
-class UnscaledBlob(BlobDetector):
-    """A model calibrated before scales were recorded."""
-
-    scale = None
-
-    def factor(self, mpp):
-        return 1.0
 
 
 def test_without_a_scale_units_are_pixels(tmp_path):

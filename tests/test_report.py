@@ -190,7 +190,6 @@ def test_report_scores_the_same_predictions_against_a_second_label_set(tiny_weig
         assert comp.images == 2 and comp.annotated_per_image == pytest.approx(true2.mean(), abs=1e-4)
         assert comp.counted_per_image == pytest.approx(same[f"pred_{n}"].mean(), abs=1e-4)
         assert comp.count_mae == pytest.approx((same[f"pred_{n}"] - true2).abs().mean(), abs=1e-4)
-        assert 0 <= comp.ap50 <= 1
     assert "Against each label set" in (out / "report.md").read_text()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_tiling import BlobDetector, disc_canvas
+from conftest import BlobDetector, disc_canvas
 
 from bccd_yolo.cli import main
 from bccd_yolo.core.detections import Detections
@@ -183,3 +183,19 @@ def test_a_pyramidal_tiff_is_read_from_the_level_closest_above_the_scale_wanted(
     finer = read_scaled(src, 512, 256, 1024, 512, 0.8)  # more than level 1 holds: from level 0
     assert finer.shape == (410, 819, 3) and (finer[:, :, 2] == 0).all()
     src.close()
+
+
+@pytest.mark.parametrize("resolution, unit, mpp", [((40000, 40000), "CENTIMETER", 0.25), ((101600, 101600), "INCH", 0.25),
+                                                    ((1000, 1000), "NONE", None)])
+def test_a_tiffs_resolution_tags_give_its_scale_only_in_absolute_units(tmp_path, resolution, unit, mpp):
+    import tifffile
+
+    from bccd_yolo.core.images import open_image
+
+    for tile in ((256, 256), None):  # tiled (read region by region) and strip TIFFs
+        path = tmp_path / f"r{tile is None}.tif"
+        tifffile.imwrite(path, np.full((300, 400, 3), 200, np.uint8), tile=tile, photometric="rgb",
+                         resolution=resolution, resolutionunit=getattr(tifffile.RESUNIT, unit))
+        src = open_image(path)
+        assert src.mpp == (None if mpp is None else pytest.approx(mpp))
+        src.close()

@@ -5,69 +5,21 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import BlobDetector, disc_canvas
 
 from bccd_yolo.core.detections import Detections
 from bccd_yolo.core.images import PhotoSource, TiledTiffSource, open_image
-from bccd_yolo.core.scale import ModelScale
+from bccd_yolo.core.matching import ios_of, overlap_areas
 from bccd_yolo.count.counting import detect_image
-from bccd_yolo.count.thresholds import Thresholds
-from bccd_yolo.count.tiling import ios_matrix, merge_tiles, tile_grid
-
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+from bccd_yolo.count.tiling import merge_tiles, tile_grid
 
 
-class BlobDetector:
-    """Finds red/green/blue discs by connected components: a stand-in for the network. Its "model" sees
-    1 um per pixel (its training photos too) and its red cells are RBC_PX across; it records the size of
-    every view it is shown."""
-
-    names = ["RBC", "WBC", "Platelets"]
-    batch = 4
-    imgsz = train_imgsz = 400
-    RBC_PX = 41.0  # a disc of radius 20 drawn by cv2.circle is 41 px across
-    scale = ModelScale(1.0, 1.0, RBC_PX)
-    thresholds = Thresholds({n: 0.5 for n in names}, "test")
-
-    def __init__(self):
-        self.views: list[tuple[int, int]] = []
-
-    def factor(self, mpp):
-        return (1.0 if mpp is None else mpp) / self.scale.mpp
-
-    def __call__(self, images, threshold=True, native=False):
-        out = []
-        for im in images:
-            self.views.append(im.shape[:2])
-            boxes, classes = [], []
-            for c, rgb in enumerate(COLOURS):
-                # near the pure colour: resampling blends a disc's rim with the background
-                mask = (np.abs(im.astype(int) - rgb).max(axis=2) < 80).astype(np.uint8)
-                n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-                for x, y, w, h, area in stats[1:]:
-                    if area >= 4:
-                        boxes.append([x, y, x + w, y + h])
-                        classes.append(c)
-            xyxy = np.array(boxes, np.float32).reshape(-1, 4)
-            out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.array(classes, np.int64)))
-        return out
-
-
-def disc_canvas(width, height, n, seed=0, rmax=45):
-    """White canvas with n non-touching discs of random class and radius."""
-    rng = np.random.default_rng(seed)
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    placed = []
-    while len(placed) < n:
-        r = int(rng.integers(6, rmax))
-        x, y = int(rng.integers(r, width - r)), int(rng.integers(r, height - r))
-        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 3) ** 2 for px, py, pr in placed):
-            placed.append((x, y, r))
-            cv2.circle(canvas, (x, y), r, COLOURS[int(rng.integers(0, 3))], -1)
-    return canvas
+def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box, for every pair of rows of a (n, 4) and b (m, 4)."""
+    return ios_of(*overlap_areas(a, b))
 
 
 def test_tiles_cover_the_image_with_the_requested_overlap():
@@ -176,23 +128,32 @@ def test_grey_and_16_bit_tiffs_read_as_rgb(tmp_path):
     assert region[0, 0, 0] == 0 and region[0, -1, 0] == 255
 
 
-def test_openslide_formats_read_regions_when_the_extra_is_installed(tmp_path):
-    """`.svs` and friends go through OpenSlide (pip install 'bccd-yolo[openslide]'); without it, a clear error."""
+def _svs(tmp_path):
     image = np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8)
     path = tmp_path / "slide.svs"
     tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", compression="zlib")  # OpenSlide: generic-tiff
-    try:
-        import openslide  # noqa: F401
-    except ImportError:
-        from bccd_yolo.core.errors import InputError
+    return path, image
 
-        with pytest.raises(InputError, match="needs OpenSlide"):
-            open_image(path)
-        return
+
+def test_openslide_formats_read_regions_through_openslide(tmp_path):
+    """`.svs` and friends go through OpenSlide; the test extra installs it, so a broken install fails here."""
+    path, image = _svs(tmp_path)
     src = open_image(path)
+    assert type(src).__name__ == "OpenSlideSource"
     assert (src.width, src.height) == (2000, 1500)
     assert np.array_equal(src.read(100, 200, 300, 200), image[200:400, 100:400])
     src.close()
+
+
+def test_openslide_formats_without_openslide_are_one_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from bccd_yolo.core.errors import InputError
+
+    path, _ = _svs(tmp_path)
+    monkeypatch.setitem(sys.modules, "openslide", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(InputError, match="needs OpenSlide"):
+        open_image(path)
 
 
 def test_the_whole_view_of_a_cell_decides_over_a_partial_one():

@@ -281,34 +281,31 @@ def read_scaled(src: ImageSource, x: int, y: int, w: int, h: int, factor: float)
 
 
 def tiff_mpp(page) -> float | None:
-    """Micrometres per pixel from a TIFF page's XResolution and ResolutionUnit (inch or centimetre), if recorded."""
-    tags = page.tags
-    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+    """Micrometres per pixel from a TIFF page's resolution tags, read by tifffile (`TiffPage.get_resolution` in
+    micrometres), if an absolute unit (inch or centimetre) is recorded."""
+    import tifffile
+
+    if "XResolution" not in page.tags or page.resolutionunit not in (tifffile.RESUNIT.INCH, tifffile.RESUNIT.CENTIMETER):
         return None
-    unit = int(tags["ResolutionUnit"].value)
-    value = tags["XResolution"].value
-    per_unit = value[0] / value[1] if isinstance(value, tuple) else float(value)
-    if unit not in (2, 3) or per_unit <= 0:
-        return None  # 1: no absolute unit
-    return round((25400.0 if unit == 2 else 10000.0) / per_unit, 6)
+    per_um = page.get_resolution(tifffile.RESUNIT.MICROMETER)[0]
+    return round(1 / per_um, 6) if per_um > 0 else None
 
 
 OME_UNITS = {"nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 def ome_mpp(tif) -> float | None:
-    """Micrometres per pixel from OME-XML's PhysicalSizeX (and its unit, micrometres by default), if recorded."""
-    import re
+    """Micrometres per pixel from the first image's PhysicalSizeX in the OME-XML (parsed by tifffile's xml2dict),
+    in its unit (micrometres by default), if recorded."""
+    import tifffile
 
     xml = getattr(tif, "ome_metadata", None) if getattr(tif, "is_ome", False) else None
     if not xml:
         return None
-    size = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', xml)
-    unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
-    if size is None:
-        return None
-    factor = OME_UNITS.get(unit.group(1) if unit else "µm")
-    value = float(size.group(1)) * factor if factor else 0.0
+    image = tifffile.xml2dict(xml).get("OME", {}).get("Image", {})
+    pixels = (image[0] if isinstance(image, list) else image).get("Pixels", {})
+    size, factor = pixels.get("PhysicalSizeX"), OME_UNITS.get(str(pixels.get("PhysicalSizeXUnit", "µm")))
+    value = float(size) * factor if size is not None and factor else 0.0
     return round(value, 6) if value > 0 else None
 
 

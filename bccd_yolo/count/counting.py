@@ -33,6 +33,10 @@ MERGE_FLOOR = 0.5  # of a class's threshold: tile views scoring less never enter
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
 
 
+def counts_by_name(d: Detections, names: list[str]) -> dict[str, int]:
+    return dict(zip(names, map(int, d.counts(len(names)))))
+
+
 @dataclass
 class ImageCount:
     path: str
@@ -53,7 +57,7 @@ class ImageCount:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(zip(self.names, map(int, self.detections.counts(len(self.names)))))
+        return counts_by_name(self.detections, self.names)
 
     @property
     def area_px(self) -> float:
@@ -71,7 +75,7 @@ class RegionCount:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(zip(self.names, map(int, self.detections.counts(len(self.names)))))
+        return counts_by_name(self.detections, self.names)
 
 
 def area_mm2(area_px: float, mpp: float | None) -> float | None:

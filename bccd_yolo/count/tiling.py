@@ -44,11 +44,6 @@ def tile_grid(width: int, height: int, tile: int, overlap: float) -> list[Tile]:
     return [Tile(r, c, x, y, min(tile, width), min(tile, height)) for r, y in enumerate(ys) for c, x in enumerate(xs)]
 
 
-def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over the smaller box, for every pair of rows of a (n, 4) and b (m, 4)."""
-    return ios_of(*overlap_areas(a, b))
-
-
 NESTED_IOS = 0.8  # same-class boxes overlapping this much of the smaller one are one cell
 
 

@@ -10,6 +10,8 @@ from lxml import etree
 from ..core.errors import InputError
 from ..core.images import IMAGE_SUFFIXES, read_image_size
 
+SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)  # no external entities, no network
+
 
 @dataclass(frozen=True)
 class Box:
@@ -134,7 +136,7 @@ def parse_annotation(
     if not xml_path.is_file():
         raise InputError(xml_path, "annotation is missing")
     try:
-        root = etree.parse(str(xml_path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
+        root = etree.parse(str(xml_path), SAFE_PARSER).getroot()
     except etree.XMLSyntaxError as e:
         raise InputError(xml_path, f"malformed XML ({e.msg})") from None
     image_id = xml_path.stem
@@ -177,7 +179,7 @@ def raw_class_names(xml_paths: list[Path]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for path in xml_paths:
         try:
-            root = etree.parse(str(path)).getroot()
+            root = etree.parse(str(path), SAFE_PARSER).getroot()
         except (OSError, etree.XMLSyntaxError):
             continue  # reported with its file name by parse_annotation
         for name in root.iterfind("object/name"):

@@ -130,10 +130,7 @@ def audit_inputs(voc: Path, out: Path, overwrite: bool = False) -> tuple[VocLayo
     xmls = sorted(layout.annotations.glob("*.xml"))
     if not xmls:
         raise InputError(layout.annotations, "no .xml annotations found")
-    root, dest = layout.root.resolve(), Path(out).resolve()
-    if dest == root or root in dest.parents or dest in root.parents:
-        raise InputError(out, f"output folder overlaps the audited folder {layout.root}, which is never written to")
-    check_output_dir(Path(out), overwrite)
+    check_output_dir(Path(out), overwrite, [layout.root])
     return layout, xmls
 
 

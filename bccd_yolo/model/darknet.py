@@ -188,18 +188,6 @@ def read_weights(path: Path, cfg: DarknetCfg) -> DarknetWeights:
     return DarknetWeights(path, (major, minor, revision), seen, tuple(convs), hashlib.sha256(data).hexdigest())
 
 
-def write_weights(path: Path, cfg: DarknetCfg, convs: list[ConvTensors], version: tuple[int, int, int] = (0, 2, 0),
-                  seen: int = 0) -> None:
-    """Write tensors in darknet's layout (the inverse of `read_weights`)."""
-    major, minor, revision = version
-    parts = [np.array(version, "<i4").tobytes(),
-             np.array([seen], "<i8" if _header_size(major, minor) == 20 else "<i4").tobytes()]
-    for c, t in zip(cfg.convs, convs, strict=True):
-        arrays = [t.bias, t.scale, t.mean, t.var, t.kernel] if c.batch_normalize else [t.bias, t.kernel]
-        parts += [np.ascontiguousarray(a, "<f4").tobytes() for a in arrays]  # type: ignore[arg-type]
-    Path(path).write_bytes(b"".join(parts))
-
-
 def find_cfg(weights: Path, cfg: Path | None = None) -> Path:
     """The cfg given, else the one beside the weights with the same stem."""
     if cfg is not None:

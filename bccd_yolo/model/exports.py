@@ -38,20 +38,20 @@ class ExportRecord:
 
 
 def weights_digest(weights: Path) -> str:
-    """The first 12 hex digits of the checkpoint's sha256, remembered per (path, size, mtime) in the cache, so a
-    start costs a stat call, and a checkpoint copied over another (even with `cp -p`) is hashed again."""
+    """The first 12 hex digits of the checkpoint's sha256, remembered per (path, size, mtime, ctime) in the cache, so
+    a start costs a stat call, and a checkpoint copied over another (even with `cp -p`) is hashed again."""
     from ..core.fetching import cache_dir
 
     weights = Path(weights).resolve()
     st = weights.stat()
-    key, stamp = str(weights), [st.st_size, st.st_mtime_ns]
+    key, stamp = str(weights), [st.st_size, st.st_mtime_ns, st.st_ctime_ns]  # ctime: no copy or utime can set it
     memo = cache_dir() / "digests.json"
     try:
         known = json.loads(memo.read_text())
     except (OSError, ValueError):
         known = {}
-    if isinstance(known, dict) and isinstance(known.get(key), list) and known[key][:2] == stamp:
-        return str(known[key][2])
+    if isinstance(known, dict) and isinstance(known.get(key), list) and known[key][:3] == stamp:
+        return str(known[key][3])
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     try:
         from ..core.fsutil import atomic_write_text

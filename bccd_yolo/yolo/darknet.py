@@ -20,7 +20,7 @@ from ..core.errors import InputError
 from ..core.fsutil import atomic_save
 from ..model.architectures import DARKNET_SUFFIX, MODELS
 from ..model.darknet import ConvLayer, DarknetCfg, DarknetWeights, find_cfg, parse_cfg, read_weights
-from .models import load_model_yaml
+from .models import build_model, load_model_yaml
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,12 +45,6 @@ class DarknetImport:
     def describe(self) -> str:
         return (f"darknet {self.weights.name} ({self.sha256[:12]}) -> {self.variant}: {self.layers} convolutions, "
                 f"{self.tensors} tensors loaded; {self.skipped} YOLO output convolutions skipped (the head starts fresh)")
-
-
-def build_model(variant: str, nc: int):
-    from ultralytics.nn.tasks import DetectionModel
-
-    return DetectionModel(load_model_yaml(variant), nc=nc, verbose=False)
 
 
 def feature_convs(model) -> list[tuple[str, Any]]:
@@ -132,7 +126,7 @@ def import_darknet(weights: Path, cfg_path: Path | None = None, variant: str | N
     candidates = [variant] if variant else [m + DARKNET_SUFFIX for m in MODELS]
     problems = []
     for name in candidates:
-        model = build_model(name, cfg.classes)
+        model = build_model(load_model_yaml(name), cfg.classes)
         problem = _mismatch(cfg, feature, feature_convs(model))
         if problem is None:
             tensors = load_into(model, cfg, data)
