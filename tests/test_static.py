@@ -76,3 +76,13 @@ def test_no_function_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert long == [], long
+
+
+def test_a_fresh_machine_sees_no_ultralytics_settings_banner(tmp_path):
+    """Ultralytics announces its new settings file on the first import on a machine; bccd-yolo prints only what it
+    means to say (a fresh HOME and config folder stand in for a fresh machine)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    out = subprocess.run([sys.executable, "-c", "import bccd_yolo.yolo"], capture_output=True, text=True, timeout=300,
+                         env=env, check=True)
+    assert (tmp_path / "config" / "bccd-yolo" / "Ultralytics" / "settings.json").is_file()  # it was made, silently
+    assert out.stdout == "" and out.stderr == "", (out.stdout, out.stderr)

@@ -47,6 +47,17 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_default_config_dir()))
 _install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]).expanduser() / "Ultralytics")
 
+def _settings_notice(record) -> bool:
+    """False for the lines Ultralytics logs when it first writes its settings file (a fresh machine's first run):
+    bccd-yolo prints only what it means to say."""
+    text = record.getMessage()
+    return not ("Settings" in text and ("Creating new Ultralytics" in text or "yolo settings" in text or "View Ultralytics" in text))
+
+
+import logging  # noqa: E402
+
+logging.getLogger("ultralytics").addFilter(_settings_notice)  # the logger Ultralytics configures on import keeps it
+
 from ultralytics.utils import SETTINGS  # noqa: E402  (must follow the environment above)
 
 if SETTINGS.get("sync"):
