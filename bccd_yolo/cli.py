@@ -190,6 +190,10 @@ def cmd_count(args: argparse.Namespace) -> int:
             raise InputError(path, f"{option} wants a file path; this is a folder")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "--out wants a folder for overlays; this is a file")
+    if args.labels_out is not None:
+        from .count.proposals import check_labels_out
+
+        check_labels_out(args.labels_out, args.paths)  # before the model loads
     weights = args.weights or default_weights()
     if args.engine == "ray":
         from .count.engine import require_ray
@@ -216,6 +220,12 @@ def cmd_count(args: argparse.Namespace) -> int:
     for line in qc_lines(results):  # printed under --quiet too: a count that may be wrong must not pass unseen
         print(line)
     write_reports(results, detector, errors, args.json, args.csv, args.geojson, args.tile, args.overlap)
+    if args.labels_out is not None and results:
+        from .count.counting import output_stems
+        from .count.proposals import write_proposals
+
+        write_proposals(results, args.labels_out, output_stems([Path(r.path) for r in results]))
+        print(f"proposals to correct: {args.labels_out} (VOC: Annotations/ + JPEGImages/; YOLO: labels/ + classes.txt)")
     for e in errors:
         print(f"bccd-yolo count: error: {e.render(as_flag)}", file=sys.stderr)
     return 1 if errors else 0
@@ -281,8 +291,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_convert(sub: Any) -> None:
     p = sub.add_parser("convert", formatter_class=HelpFormatter, help="BCCD / Pascal-VOC -> YOLO labels and data.yaml")
     p.add_argument("--source", action="append", default=None, metavar="[NAME=]PATH",
-                   help=f"a VOC folder (BCCD_Dataset checkout, its BCCD/ folder) or a YOLO folder (images/<split>/ + "
-                        f"labels/<split>/, or one folder of image/label pairs); give it more than once, each with a "
+                   help=f"a VOC folder (BCCD_Dataset checkout, its BCCD/ folder), a YOLO folder (images/<split>/ + "
+                        f"labels/<split>/, or one folder of image/label pairs) or a COCO JSON (CVAT, Label Studio, "
+                        f"Roboflow exports; images beside it or in images/, split like --split random); give it more than once, each with a "
                         f"name (bccd=..., pbc=...), for one dataset of several sources, each image keeping its source "
                         f"(default {DEFAULT_SOURCE}, downloaded when absent)")
     p.add_argument("--out", type=Path, default=DEFAULT_DATASET, help=f"output dataset folder (default {DEFAULT_DATASET})")
@@ -427,6 +438,10 @@ def add_count(sub: Any) -> None:
     p.add_argument("--all-tiles", action="store_true",
                    help="predict every tile of a slide, also those of bare background (skipped by default: a "
                         "low-resolution read finds where stained cells can be)")
+    p.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
+                   help="write the detections as labels to correct in LabelImg, CVAT or Label Studio: DIR/Annotations "
+                        "(VOC XML) with DIR/JPEGImages, and DIR/labels (YOLO txt, classes.txt); bccd-yolo convert reads "
+                        "DIR back as a VOC folder")
     p.add_argument("--no-qc", action="store_true",
                    help="leave out the qc verdict (per image: reasons its counts may not be trusted, e.g. stain with few "
                         "cells found, most cells near their threshold, red cells of the wrong size)")

@@ -22,9 +22,11 @@ def test_the_wheel_counts_a_photo_from_anywhere(bccd_source, tmp_path):
     elsewhere.mkdir()
     photo = bccd_source / "BCCD" / "JPEGImages" / "BloodImage_00007.jpg"
     env = {**os.environ, "PYTHONPATH": str(target), "YOLO_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bccd_yolo", "count", str(photo), "--json", "counts.json", "--quiet"],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    code = ("import sys\nfrom bccd_yolo.cli import main\n"
+            f"rc = main(['count', {str(photo)!r}, '--json', 'counts.json', '--quiet', '--backend', 'openvino'])\n"
+            "print(rc, sorted(m for m in ('torch', 'ultralytics') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split("\n")[-2] == "0 []", proc.stderr  # the shipped export: no torch
     result = json.loads((elsewhere / "counts.json").read_text())
     assert result["model"].startswith(str(target))  # the installed copy, not the repository's
     assert result["thresholds_source"].startswith("calibrated")

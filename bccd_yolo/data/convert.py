@@ -258,7 +258,13 @@ def _count_kept(counts: dict[str, dict[str, int]], boxes: list[Box], own: list[B
 
 def read_source(spec: SourceSpec, classes: ClassSpec, source_classes: str | None, split: str, seed: int,
                 val_frac: float, test_frac: float, unlabelled: str) -> tuple[SourceData, LabelDiff | None]:
-    """A VOC or YOLO folder; YOLO files' class order from `source_classes` (names mapped by `classes`)."""
+    """A VOC folder, a YOLO folder or a COCO JSON; YOLO files' class order from `source_classes`, COCO category
+    and VOC names mapped by `classes`."""
+    if Path(spec.path).suffix.lower() == ".json" and Path(spec.path).is_file():
+        from .coco import read_coco
+
+        splits, defects = read_coco(spec.path, classes.class_of, seed, val_frac, test_frac if split == "random" else 0.0)
+        return SourceData(spec, "coco", str(spec.path), splits, defects), None
     if not Path(spec.path).is_dir():
         raise InputError(spec.path, "source folder does not exist")
     is_voc = (Path(spec.path) / "Annotations").is_dir() or any(Path(spec.path).glob("*/Annotations"))
