@@ -200,7 +200,7 @@ def cmd_count(args: argparse.Namespace) -> int:
 
         require_ray()  # before the model loads
     model = dict(weights=weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                 device=args.device, batch=args.batch, max_det=args.max_det)
+                 device=args.device, batch=args.batch, max_det=args.max_det, precision=args.precision)
     detector = Detector(**model, quiet=args.quiet)
     options = CountOptions(tile=args.tile, overlap=args.overlap, mpp=args.mpp, edge=args.edge, regions=args.regions,
                            skip_background=not args.all_tiles, qc=not args.no_qc)
@@ -229,6 +229,19 @@ def cmd_count(args: argparse.Namespace) -> int:
     for e in errors:
         print(f"bccd-yolo count: error: {e.render(as_flag)}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .count.detector import default_weights
+    from .yolo.export import export
+
+    weights = args.weights or default_weights()
+    if args.precision == "int8" and (args.backend != "openvino" or not args.data):
+        raise InputError(None, "int8 quantises an OpenVINO export and calibrates on the train split of {data}",
+                         option="precision")
+    path = export(weights, args.backend, args.precision, args.data, quiet=args.quiet)
+    print(f"{args.backend} {args.precision} export of {weights}: {path}")
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -435,6 +448,9 @@ def add_count(sub: Any) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
                    help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
                         "GPU. onnx and openvino are exported once and cached beside the weights")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="openvino only: int8 runs the NNCF-quantised export (made by bccd-yolo export --precision int8); "
+                        "fp32 is pinned, so CPUs with BF16 or AMX do not round to bf16 by themselves")
     p.add_argument("--all-tiles", action="store_true",
                    help="predict every tile of a slide, also those of bare background (skipped by default: a "
                         "low-resolution read finds where stained cells can be)")
@@ -454,6 +470,18 @@ def add_count(sub: Any) -> None:
     p.add_argument("--gpus-per-worker", type=float_in(0, 8), default=0.0, help="GPUs per Ray worker (e.g. 0.5: two per GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_count)
+
+
+def add_export(sub: Any) -> None:
+    p = sub.add_parser("export", formatter_class=HelpFormatter,
+                       help="export a checkpoint for counting without torch (OpenVINO or ONNX; INT8 with NNCF)")
+    p.add_argument("--weights", type=Path, default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--backend", choices=("openvino", "onnx"), default="openvino")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8: post-training quantisation by NNCF (pip install nncf), calibrated on --data's train split")
+    p.add_argument("--data", default=None, help="data YAML whose train images calibrate INT8")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
 
 
 def add_audit(sub: Any) -> None:
@@ -517,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune(sub)
     add_import_darknet(sub)
     add_count(sub)
+    add_export(sub)
     add_audit(sub)
     add_calibrate(sub)
     add_report(sub)

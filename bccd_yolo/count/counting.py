@@ -17,7 +17,7 @@ from ..core.errors import InputError
 from ..core.fsutil import owned_entries, record_outputs
 from ..core.images import ImageSource, list_images, open_image, read_scaled
 from ..core.scale import DISAGREE, MIN_AUTO_CELLS, Scale, check_mpp, diameters, disagreement, measurable_diameters, mpp_from_cells, whole_cell_diameters
-from .options import AUTO, DEFAULT_OVERLAP, MIN_TILE, CountOptions
+from .options import AUTO, DEFAULT_OVERLAP, MIN_TILE, UNRECORDED_SCALE, CountOptions
 from .overlay import write_photo_overlay, write_slide_overlay
 from .regions import in_region, read_regions, touches_any
 from .tiling import Tile, merge_tiles, suppress_nested, tile_grid
@@ -285,13 +285,15 @@ def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -
     """An input's scale: `mpp` as given, `auto` (from its red cells), the file's, else the model's photo scale.
     None when no scale is known at all (a model calibrated before scales were recorded, and no other source)."""
     read = getattr(src, "mpp", None)
+    if mpp is None and read is None and UNRECORDED_SCALE == AUTO and detector.scale is not None:
+        mpp = AUTO  # nothing records this input's scale: its red cells tell it (see options.UNRECORDED_SCALE)
     if mpp == AUTO:
         assumed = read if read is not None else (detector.scale.photo_mpp if detector.scale else None)
         estimate, n = estimate_scale(src, detector, assumed)
         if estimate is not None:
             LOGGER.info("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
             return Scale(round(estimate, 6), AUTO)
-        fallback = image_scale(src, detector, None)
+        fallback = Scale(read, "file") if read is not None else Scale(detector.scale.photo_mpp, "model") if detector.scale else None
         note: str | None = (f"scale unknown: --mpp auto found {n} measurable red cells (needs {MIN_AUTO_CELLS}); counted at the "
                 f"{'file' if read is not None else 'model'}'s scale")
         return None if fallback is None else Scale(fallback.mpp, fallback.source, note)

@@ -95,6 +95,9 @@ def _exported(weights: Path, backend: str, precision: str, batch: int, iou: floa
                 raise
             LOGGER.warning("%s: cannot be read; exporting it again from %s", found[0], weights.name)
             found[0].with_name(found[0].name + ".json").unlink()
+    if precision != "fp32":
+        raise InputError(weights, f"no {precision} export of these weights: make one with bccd-yolo export --weights "
+                                  f"{weights} --precision {precision} --data DATA.yaml (it calibrates on DATA's train split)")
     if not installed("torch"):
         raise InputError(weights, f"no {backend} export of these weights, and torch is not installed to make one "
                                   "(pip install torch, or count with weights that ship their export)")

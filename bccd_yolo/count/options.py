@@ -10,6 +10,9 @@ from ..core.edges import DEFAULT_EDGE, EdgeRule
 DEFAULT_OVERLAP = 0.4  # 256 px of a 640 tile: at least the largest cell (WBC, up to ~260 px), so each cell is whole in some tile
 MIN_TILE = 64  # px at the model's scale: smaller tiles see too little around a cell (and mean millions of tiles)
 AUTO = "auto"
+# The scale of an input whose file records none, when --mpp is not given: the model's own photo scale ("model"), or
+# the red cells' estimate ("auto"). Chosen by benchmarks/per_source.py on val fields of BCCD, PBC and Raabin (README).
+UNRECORDED_SCALE = "model"
 
 
 @dataclass(frozen=True)
