@@ -213,7 +213,7 @@ def cmd_count(args: argparse.Namespace) -> int:
                                            args.out, not args.quiet)
     else:
         results, errors = count_images(args.paths, detector, options, args.out, progress=not args.quiet)
-    print(f"model {weights} ({detector.backend}); thresholds {detector.thresholds.source}: "
+    print(f"model {weights} ({detector.backend}, {detector.runs_at}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
         print(table(results, detector.names))
@@ -435,9 +435,9 @@ def add_count(sub: Any) -> None:
     p.add_argument("--csv", type=Path, default=None, help="write one row per image as CSV")
     p.add_argument("--mpp", type=mpp_spec, default=None,
                    help="micrometres per pixel of the inputs, or auto to estimate it from the red cells (default: what "
-                        "the file records, e.g. TIFF resolution or OpenSlide mpp, else the model's training scale). "
-                        "Inputs are resampled to the model's scale; a scale the red cells contradict by over 25 %% "
-                        "is warned about")
+                        "the file records, e.g. TIFF resolution or OpenSlide mpp, else auto, else the model's training "
+                        "scale). Inputs are resampled to the model's scale; a scale the red cells contradict by over "
+                        "25 %% is a qc reason")
     p.add_argument("--regions", type=Path, default=None,
                    help="GeoJSON of polygons (QuPath annotation export): counts, ratios and densities per region, cells "
                         "assigned by box centre; tiles touching no region are not read")
@@ -448,9 +448,10 @@ def add_count(sub: Any) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
                    help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
                         "GPU. onnx and openvino are exported once and cached beside the weights")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="openvino only: int8 runs the NNCF-quantised export (made by bccd-yolo export --precision int8); "
-                        "fp32 is pinned, so CPUs with BF16 or AMX do not round to bf16 by themselves")
+    p.add_argument("--precision", choices=("fp32", "auto", "int8"), default="fp32",
+                   help="openvino only: fp32 pinned (default: the torch backend's numbers, see backend parity); auto lets "
+                        "OpenVINO choose (bf16 on CPUs with AVX512-BF16 or AMX: faster, scores round differently near "
+                        "thresholds); int8 runs the NNCF-quantised export (bccd-yolo export --precision int8)")
     p.add_argument("--all-tiles", action="store_true",
                    help="predict every tile of a slide, also those of bare background (skipped by default: a "
                         "low-resolution read finds where stained cells can be)")

@@ -88,5 +88,18 @@ def on_page_markdown(markdown, page, config, files):
             return f"{m.group(1)}{new}{m.group(3) or ''}{m.group(4)}"
 
         markdown = LINK.sub(relink, markdown)
+    elif src is not None and ROOT in src.parents:  # a mounted repository file linking into docs/
+        here = Path(page.file.src_uri).parent
+
+        def into_docs(m: re.Match) -> str:
+            target = m.group(2)
+            resolved = (src.parent / target).resolve() if "://" not in target else None
+            if resolved is None or DOCS not in resolved.parents:
+                return m.group(0)
+            rel = resolved.relative_to(DOCS)
+            new = Path(*([".."] * len(here.parts)), rel).as_posix()
+            return f"{m.group(1)}{new}{m.group(3) or ''}{m.group(4)}"
+
+        markdown = LINK.sub(into_docs, markdown)
     return re.sub(r"<!-- cli: ([a-z-]+) -->",
                   lambda m: f"```text\n$ bccd-yolo {m.group(1)} --help\n{_cli_help(m.group(1))}```", markdown)

@@ -100,3 +100,15 @@ def test_frame_drops_a_box_with_under_a_tenth_of_its_area_left():
     assert not keep[0]
     _, _, keep = frame(np.zeros((100, 100, 3), np.uint8), big, (89, 0, 100, 100))  # 11 %
     assert keep[0]
+
+
+def test_stain_jitter_is_exact_at_identity_and_moves_colour_along_the_stains():
+    from bccd_yolo.yolo.augment import stain_jitter
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50, 3), np.uint8)
+    assert np.array_equal(stain_jitter(img, np.ones(3), np.zeros(3)), img)  # rgb2hed would clip, this must not
+    pink = np.full((8, 8, 3), (180, 140, 220), np.uint8)  # BGR: a pink, eosin-stained cell
+    more_eosin = stain_jitter(pink, np.array([1.0, 1.5, 1.0]), np.zeros(3))  # H, E, D: E's density x1.5
+    assert more_eosin[0, 0, 1] < pink[0, 0, 1] - 10  # eosin absorbs green: a deeper stain, less green
+    assert abs(int(more_eosin[0, 0, 0]) - int(pink[0, 0, 0])) < abs(int(more_eosin[0, 0, 1]) - int(pink[0, 0, 1]))

@@ -126,7 +126,14 @@ def test_resume_continues_a_killed_run(mini_bccd, tmp_path):
 
 
 def test_augments_stay_in_the_training_transforms_through_rebuilds_and_a_resume(mini_bccd, tmp_path):
-    from bccd_yolo.yolo.augment import FrameTransform, RefillTransform, ResampleTransform
+    from bccd_yolo.yolo.augment import (
+        BlurTransform,
+        FrameTransform,
+        GreyTransform,
+        RefillTransform,
+        ResampleTransform,
+        StainTransform,
+    )
 
     class Killed(Exception):
         pass
@@ -139,20 +146,22 @@ def test_augments_stay_in_the_training_transforms_through_rebuilds_and_a_resume(
         # resample last, before Format
         kinds = [type(t) for t in ts]
         seen.append((kinds.count(FrameTransform), kinds.count(RefillTransform), kinds.count(ResampleTransform),
-                     kinds[1:3] == [FrameTransform, RefillTransform] and kinds[-2] is ResampleTransform))
+                     kinds[1:3] == [FrameTransform, RefillTransform]
+                     and kinds[-5:-1] == [StainTransform, GreyTransform, BlurTransform, ResampleTransform]))
 
     def kill_after_first_epoch(trainer):
         if trainer.epoch == 0:
             raise Killed
 
-    req = FinetuneRequest(stage="scratch", data=str(mini_bccd), project=str(tmp_path), resample=1.0,
-                          refill=0.5, frame=1.0, **{**COMMON, "epochs": 2})  # frame on every image: its box edits run
+    req = FinetuneRequest(stage="scratch", data=str(mini_bccd), project=str(tmp_path), resample=1.0, refill=0.5,
+                          frame=1.0, stain=1.0, grey=0.5, blur=0.5, **{**COMMON, "epochs": 2})  # every image framed
     with pytest.raises(Killed):
         finetune(req, callbacks={"on_train_epoch_end": count_resample, "on_model_save": kill_after_first_epoch})
     record = finetune(FinetuneRequest(stage="scratch", project=str(tmp_path), resume=True),
                       callbacks={"on_train_epoch_end": count_resample})
     assert seen == [(1, 1, 1, True)] * 2
     assert (record["resample"], record["refill"], record["frame"]) == (1.0, 0.5, 1.0)
+    assert (record["stain"], record["grey"], record["blur"]) == (1.0, 0.5, 0.5)  # kept through the resume
 
 
 def test_resample_out_of_range_names_the_option_and_leaves_no_run(mini_bccd, tmp_path):

@@ -31,6 +31,7 @@ READ_AHEAD = True  # benchmarks/read_ahead.py: measured on and off
 UNSCALED_RBC_PX = 103.5  # a model with no recorded scale takes inputs to be BCCD-like photos: its median red cell, px
 MERGE_FLOOR = 0.5  # of a class's threshold: tile views scoring less never enter the merge
 TILE_ABOVE = 1.5  # images more than this many tiles wide or high are counted tile by tile
+QC_WHOLE_PIXELS = 4_200_000  # images up to about 2048 x 2048 are read whole for the qc verdict's stained share
 
 
 def counts_by_name(d: Detections, names: list[str]) -> dict[str, int]:
@@ -285,16 +286,17 @@ def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -
     """An input's scale: `mpp` as given, `auto` (from its red cells), the file's, else the model's photo scale.
     None when no scale is known at all (a model calibrated before scales were recorded, and no other source)."""
     read = getattr(src, "mpp", None)
+    asked = mpp == AUTO
     if mpp is None and read is None and UNRECORDED_SCALE == AUTO and detector.scale is not None:
         mpp = AUTO  # nothing records this input's scale: its red cells tell it (see options.UNRECORDED_SCALE)
     if mpp == AUTO:
         assumed = read if read is not None else (detector.scale.photo_mpp if detector.scale else None)
         estimate, n = estimate_scale(src, detector, assumed)
         if estimate is not None:
-            LOGGER.info("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
+            (LOGGER.info if asked else LOGGER.debug)("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
             return Scale(round(estimate, 6), AUTO)
         fallback = Scale(read, "file") if read is not None else Scale(detector.scale.photo_mpp, "model") if detector.scale else None
-        note: str | None = (f"scale unknown: --mpp auto found {n} measurable red cells (needs {MIN_AUTO_CELLS}); counted at the "
+        note: str | None = None if not asked else (f"scale unknown: --mpp auto found {n} measurable red cells (needs {MIN_AUTO_CELLS}); counted at the "
                 f"{'file' if read is not None else 'model'}'s scale")
         return None if fallback is None else Scale(fallback.mpp, fallback.source, note)
     if isinstance(mpp, (int, float)):
@@ -329,7 +331,7 @@ def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource |
     t = plan.tiles
     notes = [n for n in (plan.scale.note if plan.scale else None, check_scale(d, plan.scale, detector, t.width, t.height)) if n]
     stained = None
-    if t.whole:  # slides: their foreground is judged tile by tile already; stained share only for photos
+    if t.whole or t.width * t.height <= QC_WHOLE_PIXELS:  # photos, also when tiled; a slide's coverage says little
         opened = src if src is not None else open_image(plan.path)
         try:
             stained = stained_share(opened)

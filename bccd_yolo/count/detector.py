@@ -39,6 +39,8 @@ class Detector:
     def __init__(self, weights: Path, backend: str = "auto", imgsz: int | None = None, conf: Conf = None,
                  iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300, quiet: bool = False,
                  precision: str = "fp32"):
+        """`precision` (OpenVINO): fp32 pinned (the torch backend's numbers); auto, the CPU plugin's choice (bf16 on
+        CPUs with AVX512-BF16 or AMX, else fp32); int8, the NNCF-quantised export."""
         from .runtime import resolve_backend
 
         self.weights = Path(weights)
@@ -47,10 +49,11 @@ class Detector:
         backend, self.backend_note = resolve_backend(backend, device)
         if backend not in BACKENDS:
             raise InputError(None, f"{backend}: choose one of auto, {', '.join(BACKENDS)}", option="backend")
-        if precision not in PRECISIONS or (precision != "fp32" and backend != "openvino"):
-            raise InputError(None, f"{precision}: choose fp32, or int8 with the openvino backend", option="precision")
+        if precision not in (*PRECISIONS, "auto") or (precision != "fp32" and backend != "openvino"):
+            raise InputError(None, f"{precision}: choose fp32, or auto or int8 with the openvino backend", option="precision")
         self.predictor: Any = (_torch_predictor(self.weights, imgsz, iou, device, batch, max_det, quiet) if backend == "torch"
                                else _exported(self.weights, backend, precision, batch, iou, max_det, quiet))
+        self.runs_at = getattr(self.predictor, "runs_at", "f32")  # what the runtime actually computes in
         self.names = self.predictor.names
         self.train_imgsz = self.predictor.train_imgsz
         self.imgsz, self.iou, self.batch, self.backend = int(imgsz or self.train_imgsz), iou, batch, backend
@@ -86,10 +89,13 @@ def _exported(weights: Path, backend: str, precision: str, batch: int, iou: floa
     made again where torch is there, else named in the error."""
     from .runtime import ExportedModel, find_export, installed
 
+    pin = precision == "fp32"
+    precision = "int8" if precision == "int8" else "fp32"  # auto runs the fp32 export at the plugin's choice
+
     found = find_export(weights, backend, precision)
     if found is not None:
         try:
-            return ExportedModel(found[0], found[1], batch, iou, max_det)
+            return ExportedModel(found[0], found[1], batch, iou, max_det, pin)
         except InputError:
             if not installed("torch"):
                 raise
@@ -108,4 +114,4 @@ def _exported(weights: Path, backend: str, precision: str, batch: int, iou: floa
     path = export(weights, backend, precision, quiet=quiet)
     found = find_export(weights, backend, precision)
     assert found is not None, path
-    return ExportedModel(found[0], found[1], batch, iou, max_det)
+    return ExportedModel(found[0], found[1], batch, iou, max_det, pin)

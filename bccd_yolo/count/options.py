@@ -12,7 +12,7 @@ MIN_TILE = 64  # px at the model's scale: smaller tiles see too little around a 
 AUTO = "auto"
 # The scale of an input whose file records none, when --mpp is not given: the model's own photo scale ("model"), or
 # the red cells' estimate ("auto"). Chosen by benchmarks/per_source.py on val fields of BCCD, PBC and Raabin (README).
-UNRECORDED_SCALE = "model"
+UNRECORDED_SCALE = "auto"
 
 
 @dataclass(frozen=True)

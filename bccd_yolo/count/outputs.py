@@ -75,6 +75,7 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
     return {
         "model": str(detector.weights),
         "backend": detector.backend,
+        "precision": getattr(detector, "runs_at", None),  # what the runtime computed in (f32, bf16, ...)
         "thresholds": detector.thresholds.by_class,
         "thresholds_source": detector.thresholds.source,
         "edge_rule": results[0].edge if results else DEFAULT_EDGE.value,

@@ -50,11 +50,12 @@ def resolve_backend(backend: str, device: str | None) -> tuple[str, str | None]:
 class ExportedModel:
     """A loaded export: batched prediction of raw boxes (every box scoring over `conf`)."""
 
-    def __init__(self, export: Path, record: ExportRecord, batch: int = 8, iou: float = 0.7, max_det: int = 300):
+    def __init__(self, export: Path, record: ExportRecord, batch: int = 8, iou: float = 0.7, max_det: int = 300,
+                 pin_fp32: bool = True):
         self.path, self.record = Path(export), record
         self.names, self.train_imgsz, self.stride = list(record.names), record.train_imgsz, record.stride
         self.backend, self.batch, self.iou, self.max_det = record.backend, batch, iou, max_det
-        self.precision = record.precision
+        self.precision, self.pin_fp32 = record.precision, pin_fp32
         self._run = self._load()
 
     def _load(self) -> Any:
@@ -75,11 +76,12 @@ class ExportedModel:
         if xml is None or not xml.with_suffix(".bin").is_file():
             raise InputError(self.path, "OpenVINO export without its .xml and .bin")
         core = ov.Core()
-        # The LATENCY hint as Ultralytics compiles it; FP32 pinned, so a CPU with BF16 or AMX does not round
+        # The LATENCY hint as Ultralytics compiles it. With pin_fp32 a CPU with BF16 or AMX does not round
         # activations to bf16 by itself (the counts then equal the torch backend's, see benchmarks/backend_diff.py)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_PRECISION_HINT": "f32"} if self.pin_fp32 else {})}
         compiled = core.compile_model(core.read_model(str(xml), str(xml.with_suffix(".bin"))), "CPU", config)
-        self.runs_at = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.runs_at = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # f32, bf16, f16
         request = compiled.create_infer_request()
         return lambda x: request.infer({0: x})[compiled.output(0)]
 

@@ -38,13 +38,24 @@ def count_curves(preds: list[Detections], true: np.ndarray, k: int, grid: np.nda
     return np.abs(err).mean(0), err.mean(0)
 
 
-def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[str], grid: np.ndarray = GRID) -> Calibration:
-    """Per class, the threshold of least count MAE; among ties, those of least absolute bias, and of these the
-    middle one: a plateau's edge (WBC is often flat from 0.06 to 0.56) is the choice most easily upset by other
-    photos, its middle the least."""
+def source_curves(preds: list[Detections], true: np.ndarray, k: int, groups: list[np.ndarray] | None,
+                  grid: np.ndarray = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """count_curves, or with `groups` (image indices per source) the mean of each source's curves: every source
+    weighs the same, however many images it brings, so the threshold does not serve the largest source alone."""
+    if not groups:
+        return count_curves(preds, true, k, grid)
+    curves = [count_curves([preds[i] for i in g], true[g], k, grid) for g in groups if len(g)]
+    return np.mean([c[0] for c in curves], 0), np.mean([c[1] for c in curves], 0)
+
+
+def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[str], grid: np.ndarray = GRID,
+                         groups: list[np.ndarray] | None = None) -> Calibration:
+    """Per class, the threshold of least count MAE (with `groups`, the least mean of the sources' MAEs); among ties,
+    those of least absolute bias, and of these the middle one: a plateau's edge (WBC is often flat from 0.06 to
+    0.56) is the choice most easily upset by other photos, its middle the least."""
     thresholds, maes, biases = {}, {}, {}
     for k, n in enumerate(names):
-        mae, bias = count_curves(preds, true, k, grid)
+        mae, bias = source_curves(preds, true, k, groups, grid)
         key = [(round(float(mae[g]), 9), round(abs(float(bias[g])), 9)) for g in range(len(grid))]
         best = min(key)
         tied = [g for g in range(len(grid)) if key[g] == best]
@@ -67,6 +78,17 @@ def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
         return None
     return {**scale.as_dict(), "from": f"median of {n} whole red cells in the train split's labels, taken as "
                                       f"{RBC_DIAMETER_UM} um across; the model saw them at {imgsz} px"}
+
+
+def source_groups(info: dict, gts: list) -> list[np.ndarray] | None:
+    """Image indices per source of data converted from several sources (data.yaml `sources:`), else None."""
+    from ..data.sources import source_of
+
+    sources = list(info.get("sources") or {}) if isinstance(info.get("sources"), dict) else []
+    if len(sources) < 2:
+        return None
+    of = np.array([source_of(g.path.name, sources) for g in gts])
+    return [np.flatnonzero(of == s) for s in sources]
 
 
 def calibrate(weights: Path, data: str, split: str = "val", force: bool = False, imgsz: int | None = None,
@@ -94,12 +116,13 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     preds = predict_split(detector, gts, progress)
     names = detector.names
     true = count_matrix([g.boxes for g in gts], len(names))
-    cal = calibrate_thresholds(preds, true, names)
+    groups = source_groups(info, gts)
+    cal = calibrate_thresholds(preds, true, names, groups=groups)
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
     scale = training_scale(info, names, detector.train_imgsz)
     write_sidecar(sidecar, cal.thresholds, {"scale": scale, "split": split, "data": os.path.relpath(data, sidecar.parent),
-                                 "images": len(gts), "imgsz": detector.imgsz, "default_conf": DEFAULT_CONF, "count_mae": summary,
+                                 "images": len(gts), "weighting": "each source the same" if groups else "each image the same", "imgsz": detector.imgsz, "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary

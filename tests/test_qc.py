@@ -1,0 +1,88 @@
+"""The qc verdict: reasons from evidence, shown even under --quiet, never changing the counts."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import BlobDetector
+from PIL import Image
+
+from bccd_yolo.core.detections import Detections
+from bccd_yolo.count.counting import count_images
+from bccd_yolo.count.options import CountOptions
+from bccd_yolo.count.qc import Signals, reasons, signals
+
+NAMES = ["RBC", "WBC", "Platelets"]
+TH = {"RBC": 0.5, "WBC": 0.4, "Platelets": 0.4}
+
+
+def field(tmp_path, colour, n=24, name="f.png"):
+    """Discs of red-cell size on a pale background; `colour` decides whether the blob detector sees them."""
+    canvas = np.full((480, 640, 3), 235, np.uint8)
+    for k in range(n):
+        cv2.circle(canvas, (50 + (k % 6) * 105, 60 + (k // 6) * 110), 20, colour, -1)
+    Image.fromarray(canvas).save(tmp_path / name)
+    return tmp_path / name
+
+
+def test_stain_without_cells_found_is_few_cells_and_the_counts_stay(tmp_path):
+    seen = field(tmp_path, (255, 0, 0), name="seen.png")  # red discs: the detector finds every one
+    unseen = field(tmp_path, (120, 60, 160), name="unseen.png")  # violet discs it does not know
+    (a, b), _ = count_images([seen, unseen], BlobDetector(), CountOptions(mpp=1.0), progress=False)
+    assert a.counts["RBC"] == 24 and not any(r.startswith("few cells") for r in a.qc), a.qc
+    assert b.counts["RBC"] == 0 and any(r.startswith("few cells") for r in b.qc), b.qc
+    (c,), _ = count_images([unseen], BlobDetector(), CountOptions(mpp=1.0, qc=False), progress=False)
+    assert c.qc == [] and np.array_equal(c.detections.xyxy, b.detections.xyxy)  # a verdict never changes the counts
+
+
+def test_near_threshold_scores_and_white_cells_beside_red_ones_are_reasons():
+    boxes = np.array([[i * 30, 0, i * 30 + 20, 20] for i in range(10)], np.float32)
+    near = Detections(boxes, np.full(10, 0.55, np.float32), np.zeros(10, np.int64))  # all within 0.1 of RBC's 0.5
+    sure = Detections(boxes, np.full(10, 0.9, np.float32), np.zeros(10, np.int64))
+    assert any(r.startswith("uncertain") for r in reasons(signals(near, NAMES, TH, 1e6, None)))
+    assert reasons(signals(sure, NAMES, TH, 1e6, None)) == []
+    mixed = Detections(boxes, np.full(10, 0.9, np.float32), np.array([1] * 4 + [0] * 6, np.int64))
+    assert any(r.startswith("white cells") for r in reasons(signals(mixed, NAMES, TH, 1e6, None)))
+    one_wbc = Detections(boxes, np.full(10, 0.9, np.float32), np.array([1] + [0] * 9, np.int64))  # a field around one WBC
+    assert reasons(signals(one_wbc, NAMES, TH, 1e6, None)) == []
+    assert reasons(Signals(coverage=None, near=0.0, cells=0, wbc=0, rbc=0)) == []  # bare glass: nothing to judge
+
+
+def test_qc_lines_show_under_quiet_and_in_json_and_csv(tmp_path, capsys, monkeypatch):
+    import bccd_yolo.count.detector as detector_module
+    from bccd_yolo.cli import main
+
+    monkeypatch.setattr(detector_module, "Detector", lambda *a, **k: BlobDetector())
+    BlobDetector.weights, BlobDetector.backend, BlobDetector.runs_at = "blob", "blob", "f32"
+    unseen = field(tmp_path, (120, 60, 160), name="unseen.png")
+    code = main(["count", str(unseen), "--quiet", "--mpp", "1.0", "--json", str(tmp_path / "c.json"),
+                 "--csv", str(tmp_path / "c.csv")])
+    out = capsys.readouterr().out
+    assert code == 0 and "qc: unseen.png: few cells" in out
+    assert json.loads((tmp_path / "c.json").read_text())["images"][0]["qc"][0].startswith("few cells")
+    assert "few cells" in (tmp_path / "c.csv").read_text().splitlines()[1]
+
+
+@pytest.mark.parametrize("weights", [None, [0, 1]])
+def test_calibration_weighs_each_source_the_same(weights):
+    from bccd_yolo.measure.calibrate import calibrate_thresholds
+
+    # source A (8 images) wants a low RBC threshold, source B (2 images) a high one
+    def image(scores, true):
+        return Detections(np.zeros((len(scores), 4), np.float32), np.array(scores, np.float32), np.zeros(len(scores), np.int64)), true
+
+    a = [image([0.9, 0.35], 2) for _ in range(8)]
+    b = [image([0.9, 0.35, 0.36, 0.37], 1) for _ in range(2)]
+    preds = [p for p, _ in a + b]
+    true = np.array([[t, 0, 0] for _, t in a + b])
+    groups = None if weights is None else [np.arange(8), np.arange(8, 10)]
+    t = calibrate_thresholds(preds, true, NAMES, groups=groups).thresholds["RBC"]
+    if groups is None:
+        assert t <= 0.35  # eight images to two: A decides
+    else:
+        # both sources' MAE summed: a threshold in (0.37, 0.9] costs A 1 per image and B nothing, one at or below 0.35
+        # costs A nothing and B 3: the mean of the two curves is lowest above 0.37
+        assert 0.37 < t <= 0.9
