@@ -213,6 +213,8 @@ def cmd_count(args: argparse.Namespace) -> int:
                                            args.out, not args.quiet)
     else:
         results, errors = count_images(args.paths, detector, options, args.out, progress=not args.quiet)
+    if getattr(detector, "backend_note", None):
+        print(f"backend {detector.backend}: {detector.backend_note}")
     print(f"model {weights} ({detector.backend}, {detector.runs_at}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
@@ -405,6 +407,37 @@ def add_import_darknet(sub: Any) -> None:
     p.set_defaults(func=cmd_import_darknet)
 
 
+def add_count_runtime(p: Any) -> None:
+    """count's options of how it runs: device, batch, backend, precision, engine, verdict, progress."""
+    p.add_argument("--device", default=None, help="cpu or a GPU index")
+    p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
+                   help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
+                        "GPU. onnx and openvino are exported once and cached beside the weights")
+    p.add_argument("--precision", choices=("fp32", "auto", "int8"), default="fp32",
+                   help="openvino only: fp32 pinned (default: the torch backend's numbers, see backend parity); auto lets "
+                        "OpenVINO choose (bf16 on CPUs with AVX512-BF16 or AMX: faster, scores round differently near "
+                        "thresholds); int8 runs the NNCF-quantised export (bccd-yolo export --precision int8)")
+    p.add_argument("--all-tiles", action="store_true",
+                   help="predict every tile of a slide, also those of bare background (skipped by default: a "
+                        "low-resolution read finds where stained cells can be)")
+    p.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
+                   help="write the detections as labels to correct in LabelImg, CVAT or Label Studio: DIR/Annotations "
+                        "(VOC XML) with DIR/JPEGImages, and DIR/labels (YOLO txt, classes.txt); bccd-yolo convert reads "
+                        "DIR back as a VOC folder")
+    p.add_argument("--no-qc", action="store_true",
+                   help="leave out the qc verdict (per image: reasons its counts may not be trusted, e.g. stain with few "
+                        "cells found, most cells near their threshold, red cells of the wrong size)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: tiles of many slides on a pool of Ray workers, one model each (pip install "
+                        "'bccd-yolo[ray]'); the same counts as local")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (auto, or ray://host:10001; default: start a local Ray)")
+    p.add_argument("--workers", type=POSITIVE, default=None, help="Ray workers (default: one per CPU, or per GPU share)")
+    p.add_argument("--gpus-per-worker", type=float_in(0, 8), default=0.0, help="GPUs per Ray worker (e.g. 0.5: two per GPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_count(sub: Any) -> None:
     from .core.edges import DEFAULT_EDGE, EdgeRule
     from .count.counting import TILE_ABOVE
@@ -443,33 +476,7 @@ def add_count(sub: Any) -> None:
                         "assigned by box centre; tiles touching no region are not read")
     p.add_argument("--geojson", type=Path, default=None,
                    help="QuPath-importable detections: a .geojson file for one input, else a folder of <name>.geojson")
-    p.add_argument("--device", default=None, help="cpu or a GPU index")
-    p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
-    p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
-                   help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
-                        "GPU. onnx and openvino are exported once and cached beside the weights")
-    p.add_argument("--precision", choices=("fp32", "auto", "int8"), default="fp32",
-                   help="openvino only: fp32 pinned (default: the torch backend's numbers, see backend parity); auto lets "
-                        "OpenVINO choose (bf16 on CPUs with AVX512-BF16 or AMX: faster, scores round differently near "
-                        "thresholds); int8 runs the NNCF-quantised export (bccd-yolo export --precision int8)")
-    p.add_argument("--all-tiles", action="store_true",
-                   help="predict every tile of a slide, also those of bare background (skipped by default: a "
-                        "low-resolution read finds where stained cells can be)")
-    p.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
-                   help="write the detections as labels to correct in LabelImg, CVAT or Label Studio: DIR/Annotations "
-                        "(VOC XML) with DIR/JPEGImages, and DIR/labels (YOLO txt, classes.txt); bccd-yolo convert reads "
-                        "DIR back as a VOC folder")
-    p.add_argument("--no-qc", action="store_true",
-                   help="leave out the qc verdict (per image: reasons its counts may not be trusted, e.g. stain with few "
-                        "cells found, most cells near their threshold, red cells of the wrong size)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="ray: tiles of many slides on a pool of Ray workers, one model each (pip install "
-                        "'bccd-yolo[ray]'); the same counts as local")
-    p.add_argument("--ray-address", default=None,
-                   help="Ray cluster to join (auto, or ray://host:10001; default: start a local Ray)")
-    p.add_argument("--workers", type=POSITIVE, default=None, help="Ray workers (default: one per CPU, or per GPU share)")
-    p.add_argument("--gpus-per-worker", type=float_in(0, 8), default=0.0, help="GPUs per Ray worker (e.g. 0.5: two per GPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_count_runtime(p)
     p.set_defaults(func=cmd_count)
 
 

@@ -28,3 +28,35 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     assert blocks[0].split("\n")[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/bccd-yolo count")
     ci = (REPO / ".ci" / "run").read_text()
     assert blocks[1].split("\n")[0] in ci  # .ci/run runs exactly README's test command
+
+
+def test_the_readme_commands_run(bccd_source, tiny_weights, tmp_path, monkeypatch, capsys):
+    """README's first command (the install aside) and the three commands of the card, run as written in a fresh
+    folder with BCCD where the default looks for it; finetune gets small-data options appended (1 epoch at 64 px
+    from a tiny model), as the README says it is the study's stage 3."""
+    import shlex
+
+    from PIL import Image
+
+    from bccd_yolo.cli import main
+    from bccd_yolo.measure.synthetic import paste_canvas
+
+    text = (REPO / "README.md").read_text()
+    first = text.split("```bash\n")[1].split("\n")[0].split(" && ")[-1]
+    card = [line.split("#")[0].split() for line in text.split("## The three commands")[1].split("```bash\n")[1]
+            .split("```")[0].strip().splitlines()]
+    assert [c[:2] for c in card] == [["bccd-yolo", "convert"], ["bccd-yolo", "finetune"], ["bccd-yolo", "count"]]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "BCCD_Dataset").symlink_to(bccd_source)
+    photos = sorted((bccd_source / "BCCD" / "JPEGImages").glob("*.jpg"))[:8]
+    Image.fromarray(paste_canvas(photos, 1800, 1300)[0]).save(tmp_path / "slide.png")
+    args = shlex.split(first)[1:]
+    args = [str(REPO / a) if a.startswith("../") else a for a in args]  # README runs from the checkout
+    assert main(args) == 0 and any((tmp_path / "runs" / "count").glob("*_overlay.jpg"))
+    assert main(card[0][1:]) == 0 and (tmp_path / "datasets" / "bccd" / "data.yaml").is_file()
+    small = ["--model", "yolov3-tiny", "--weights", str(tiny_weights), "--epochs", "1", "--imgsz", "64", "--batch", "4",
+             "--workers", "0"]
+    assert main(card[1][1:] + small) == 0 and (tmp_path / "runs" / "stage3" / "weights" / "best.pt").is_file()
+    assert main(card[2][1:] + ["--quiet"]) == 0 and any((tmp_path / "o").glob("slide_*"))
+    assert "slide.png" in capsys.readouterr().out

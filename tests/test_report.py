@@ -228,7 +228,7 @@ def test_every_report_plot_draws_without_a_display(tmp_path):
     code = f"""
 import numpy as np, pandas as pd
 from pathlib import Path
-from bccd_yolo import report
+from bccd_yolo.measure import report
 out = Path({str(tmp_path)!r})
 report._plot_timing(pd.DataFrame({{"run": ["a", "b"], "wall_seconds": [10.0, 4.0], "best_val_map50": [0.8, 0.82]}}), out / "t.png")
 curve = (np.linspace(3, 1, 91), np.linspace(2, -2, 91))

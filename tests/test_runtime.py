@@ -109,3 +109,15 @@ def test_an_export_is_made_once_never_for_other_weights_and_made_again_when_dama
     again = Detector(weights, backend="openvino", quiet=True)
     redo = again(photos, threshold=False, native=True)
     assert all(np.array_equal(a.xyxy, b.xyxy) for a, b in zip(boxes, redo))
+
+
+@pytest.mark.parametrize("have, chosen", [({"openvino", "onnx", "torch"}, "openvino"), ({"onnx", "torch"}, "onnx"),
+                                          ({"torch"}, "torch")])
+def test_auto_falls_back_from_openvino_to_onnx_to_torch_and_says_why(monkeypatch, have, chosen):
+    import bccd_yolo.count.runtime as runtime
+
+    monkeypatch.setattr(runtime, "installed", lambda b: b in have)
+    monkeypatch.setattr(runtime, "gpu_present", lambda: False)
+    backend, note = runtime.resolve_backend("auto", None)
+    assert backend == chosen and (note is None) == (chosen == "openvino")
+    assert runtime.resolve_backend("auto", "0")[0] == "torch"  # a GPU asked for: torch, as before

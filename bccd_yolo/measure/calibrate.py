@@ -122,7 +122,9 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
     scale = training_scale(info, names, detector.train_imgsz)
+    weighting = "each source the same" if groups else "each image the same"
     write_sidecar(sidecar, cal.thresholds, {"scale": scale, "split": split, "data": os.path.relpath(data, sidecar.parent),
-                                 "images": len(gts), "weighting": "each source the same" if groups else "each image the same", "imgsz": detector.imgsz, "default_conf": DEFAULT_CONF, "count_mae": summary,
+                                 "images": len(gts), "weighting": weighting, "imgsz": detector.imgsz,
+                                 "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary

@@ -35,13 +35,18 @@ FACTORS = (0.5, 0.95)  # a scan at half to nearly the photos' resolution
 PAD = 114  # Ultralytics' padding grey (Mosaic canvas, RandomPerspective borderValue, LetterBox)
 
 
+def applies(p: float) -> bool:
+    """Whether a transform with share `p` applies to this image."""
+    return p > 0 and random.random() < p
+
+
 @dataclass(frozen=True)
 class ResampleTransform:
     p: float
     factors: tuple[float, float] = FACTORS
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         labels["img"] = resample(labels["img"], random.uniform(*self.factors))
         return labels
@@ -52,7 +57,7 @@ class RefillTransform:
     p: float
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         labels["img"] = refill(labels["img"], random.randint(0, 255))
         return labels
@@ -64,7 +69,7 @@ class FrameTransform:
     kept: tuple[float, float] = (0.55, 0.95)  # share of each side inside the frame
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         img = labels["img"]
         h, w = img.shape[:2]
@@ -86,7 +91,7 @@ class StainTransform:
     shift: float = 0.05  # and shifted by +- shift (optical density)
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         alpha = np.random.uniform(1 - self.scale, 1 + self.scale, 3)
         beta = np.random.uniform(-self.shift, self.shift, 3)
@@ -99,7 +104,7 @@ class GreyTransform:
     p: float
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         img = labels["img"]
         labels["img"] = np.repeat(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None], 3, axis=2)
@@ -112,7 +117,7 @@ class BlurTransform:
     sigmas: tuple[float, float] = (0.5, 1.5)
 
     def __call__(self, labels: dict[str, Any]) -> dict[str, Any]:
-        if self.p <= 0 or random.random() >= self.p:
+        if not applies(self.p):
             return labels
         labels["img"] = cv2.GaussianBlur(labels["img"], (0, 0), random.uniform(*self.sigmas))
         return labels
