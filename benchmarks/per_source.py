@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--name", default="shipped")
     p.add_argument("--mpp", default=None, help="as count --mpp (default: count's default)")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "auto", "int8"), help="as count --precision")
     p.add_argument("--sources", default="bccd,pbc,raabin")
     args = p.parse_args()
 
@@ -57,8 +58,8 @@ def main() -> None:
     from bccd_yolo.measure.evaluate import EVAL_CONF
     from bccd_yolo.measure.per_source import FieldResult, summarise, table
 
-    det = Detector(args.weights, backend=args.backend, quiet=True)
-    low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True)
+    det = Detector(args.weights, backend=args.backend, quiet=True, precision=args.precision)
+    low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True, precision=args.precision)
     options = CountOptions() if args.mpp is None else CountOptions(mpp=args.mpp if args.mpp == "auto" else float(args.mpp))
     sources = load_sources(args.split, det.names, args.sources.split(","))
     summaries, timing = {}, {}
@@ -80,6 +81,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "per_source" / f"{args.name}_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"weights": str(args.weights), "split_bccd": args.split, "mpp": args.mpp, "backend": det.backend,
+              "precision": det.runs_at if args.precision != "int8" else "int8",
               "thresholds": det.thresholds.by_class, "seconds": timing, "sources": summaries}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(table(summaries, det.names))

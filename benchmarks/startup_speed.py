@@ -8,6 +8,7 @@ Arms (each a fresh process; best of --repeats):
   folder   `bccd-yolo count <72 BCCD test photos> --quiet`
   folder-bf16      the same with --precision auto (OpenVINO's own choice: bf16 on CPUs with AVX512-BF16 or AMX)
   folder-no-auto   the same with --mpp 0.0754 --no-qc (the model's scale given: no scale estimate, no verdict)
+  folder-int8      the same with --precision int8, where an INT8 export exists (bccd-yolo export --precision int8)
   plain    Ultralytics `YOLO(weights).predict(<the same folder>)` with its defaults, as a script
 Prints every ratio and writes benchmarks/results/startup_speed.json with the CPU's model name and the flags that
 matter (AVX-512, VNNI, BF16, AMX): absolute figures differ several-fold between hosts.
@@ -70,8 +71,11 @@ def main() -> None:
                                     "--no-qc"], args.repeats),
             "plain": best([sys.executable, "-c", plain, str(args.weights), str(folder)], args.repeats),
         }
+        if list(args.weights.parent.glob(f"{args.weights.stem}.*.int8_openvino_model")):
+            arms["folder-int8"] = best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet", "--precision",
+                                        "int8"], args.repeats)
     record = {"cpu": cpu(), "photos": len(test_ids), "seconds": arms,
-              "vs_plain": {k: round(arms["plain"] / arms[k], 2) for k in ("folder", "folder-bf16", "folder-no-auto")}}
+              "vs_plain": {k: round(arms["plain"] / arms[k], 2) for k in arms if k.startswith("folder")}}
     out = ROOT / "benchmarks" / "results" / "startup_speed.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"CPU: {record['cpu']['model']}, {record['cpu']['cores']} cores, flags {', '.join(record['cpu']['flags'])}")
