@@ -108,12 +108,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     names = [s.name for s in specs]
     notes = per_source(args.annotations or [], names, "annotations")
     repeat = per_source(args.repeat or [], names, "repeat")
-    source_classes = {k: v for k, v in per_source(args.classes or [], names, "classes").items() if k is not None}
-    plain = [v for v in (args.classes or []) if not any(v.startswith(n + ":") for n in names)]
+    by_source = per_source(args.classes or [], names, "classes")
+    classes = by_source.get(None, BCCD_CLASSES)  # a plain --classes: the output order (the last one given)
+    source_classes = {k: v for k, v in by_source.items() if k is not None}
     specs = [replace(s, annotations=Path(notes[s.name]) if s.name in notes else (Path(notes[None]) if None in notes and i == 0 else None),
                      repeat=_positive_int(repeat.get(s.name, repeat.get(None, "1")), "repeat")) for i, s in enumerate(specs)]
     result = convert_sources(
-        specs, args.out, classes=plain[-1] if plain else BCCD_CLASSES, source_classes=source_classes, split=args.split,
+        specs, args.out, classes=classes, source_classes=source_classes, split=args.split,
         seed=args.seed, val_frac=args.val_frac, test_frac=args.test_frac, images=args.images,
         unlabelled=args.unlabelled, same_scale=args.same_scale, overwrite=args.overwrite,
     )

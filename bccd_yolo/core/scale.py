@@ -104,7 +104,7 @@ def measurable_diameters(d: Detections, cls: int, width: float, height: float) -
     w, h = x2 - x1, y2 - y1
     side = (x1 <= EDGE_MARGIN) | (x2 >= width - EDGE_MARGIN)
     end = (y1 <= EDGE_MARGIN) | (y2 >= height - EDGE_MARGIN)
-    whole = ~side & ~end
+    whole = edge_mask(k, EdgeRule.INTERIOR, 0, 0, width, height)  # ~side & ~end, as whole_cell_diameters judges it
     cut_side = side & ~end & (w >= 0.5 * h)
     cut_end = end & ~side & (h >= 0.5 * w)
     return np.concatenate([((w + h) / 2)[whole], h[cut_side], w[cut_end]]).astype(np.float32)

@@ -295,14 +295,19 @@ def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -
         if estimate is not None:
             (LOGGER.info if asked else LOGGER.debug)("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
             return Scale(round(estimate, 6), AUTO)
-        fallback = Scale(read, "file") if read is not None else Scale(detector.scale.photo_mpp, "model") if detector.scale else None
-        note: str | None = None if not asked else (f"scale unknown: --mpp auto found {n} measurable red cells (needs {MIN_AUTO_CELLS}); counted at the "
-                f"{'file' if read is not None else 'model'}'s scale")
+        fallback = recorded_scale(read, detector)
+        note: str | None = None if not asked else (f"scale unknown: --mpp auto found {n} measurable red cells (needs "
+                                                   f"{MIN_AUTO_CELLS}); counted at the {'file' if read is not None else 'model'}'s scale")
         return None if fallback is None else Scale(fallback.mpp, fallback.source, note)
     if isinstance(mpp, (int, float)):
         given_note = None if detector.scale is not None else (
             "scale ignored: this model records no training scale (run calibrate on it), so --mpp changed nothing")
         return Scale(check_mpp(mpp), "given", given_note)
+    return recorded_scale(read, detector)
+
+
+def recorded_scale(read: float | None, detector: Detector) -> Scale | None:
+    """The scale nothing needs estimating for: the file's, else the model's photo scale, else none."""
     if read is not None:
         return Scale(float(read), "file")
     if detector.scale is not None:

@@ -87,6 +87,7 @@ def _torch_predictor(weights: Path, imgsz: int | None, iou: float, device: str |
 def _exported(weights: Path, backend: str, precision: str, batch: int, iou: float, max_det: int, quiet: bool) -> Any:
     """The export of these weights, made first where there is none (that needs torch); one that cannot be read is
     made again where torch is there, else named in the error."""
+    from ..model.exports import record_path
     from .runtime import ExportedModel, find_export, installed
 
     pin = precision == "fp32"
@@ -100,7 +101,7 @@ def _exported(weights: Path, backend: str, precision: str, batch: int, iou: floa
             if not installed("torch"):
                 raise
             LOGGER.warning("%s: cannot be read; exporting it again from %s", found[0], weights.name)
-            found[0].with_name(found[0].name + ".json").unlink()
+            record_path(found[0]).unlink()
     if precision != "fp32":
         raise InputError(weights, f"no {precision} export of these weights: make one with bccd-yolo export --weights "
                                   f"{weights} --precision {precision} --data DATA.yaml (it calibrates on DATA's train split)")

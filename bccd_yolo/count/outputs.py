@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 
-CI_METHOD = "wilson"  # the 95 % interval of a ratio: Wilson's on the proportion k / (k + reference), rescaled
-
-
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
 

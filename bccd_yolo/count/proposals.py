@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from ..core.fsutil import atomic_write_bytes, atomic_write_text, check_output_dir, record_outputs
+from ..data.labels import yolo_label_lines
+from ..data.voc import Box, ImageAnnotation
 
 if TYPE_CHECKING:
     from .counting import ImageCount
@@ -45,9 +47,11 @@ def voc_xml(result: ImageCount, filename: str) -> bytes:
 
 
 def yolo_txt(result: ImageCount) -> str:
-    w, h = result.width, result.height
-    return "".join(f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
-                   for (x1, y1, x2, y2), c in zip(result.detections.xyxy.tolist(), result.detections.cls.tolist()))
+    """The detections as a YOLO label file, written by the same `yolo_label_lines` that `convert` writes with."""
+    boxes = [Box(result.names[c], x1, y1, x2, y2)
+             for (x1, y1, x2, y2), c in zip(result.detections.xyxy.tolist(), result.detections.cls.tolist())]
+    ann = ImageAnnotation(Path(result.path).stem, Path(result.path), result.width, result.height, boxes)
+    return "".join(line + "\n" for line in yolo_label_lines(ann, tuple(result.names)))
 
 
 def check_labels_out(out: Path, inputs: list[Path]) -> None:

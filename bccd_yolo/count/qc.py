@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.detections import Detections
-from ..core.images import ImageSource, resize
+from ..core.images import ImageSource
 
 THUMB_SIDE = 256  # px: enough to tell stained from bare at a photo's scale, a few milliseconds
 BACKGROUND_DELTA = 18.0  # CIELAB distance (8-bit) from the background colour beyond which a pixel is stained
@@ -39,8 +39,9 @@ def stained_share(src: ImageSource) -> float:
     mode is a cell colour, the stained share comes out lower, and `few cells` errs towards silence."""
     import cv2
 
-    s = min(1.0, THUMB_SIDE / max(src.width, src.height))
-    thumb = resize(src.read(0, 0, src.width, src.height), (max(1, round(src.width * s)), max(1, round(src.height * s))))
+    from .foreground import thumbnail
+
+    thumb, _ = thumbnail(src, THUMB_SIDE)
     lab = cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
     q = (lab // 8).astype(np.int64)
     keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
@@ -50,10 +51,7 @@ def stained_share(src: ImageSource) -> float:
 
 def cell_area(d: Detections) -> float:
     """Area of the cells found, each taken as the ellipse inscribed in its box."""
-    if not len(d):
-        return 0.0
-    w, h = d.xyxy[:, 2] - d.xyxy[:, 0], d.xyxy[:, 3] - d.xyxy[:, 1]
-    return float((np.pi / 4 * w * h).sum())
+    return float(np.pi / 4 * d.area.sum())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from .voc import Box, Defect, ImageAnnotation
 
 SEPARATOR = "__"  # <source>__<image stem>
 SAME_SCALE_TOLERANCE = 0.02  # a source whose red cells are within 2 % of the reference is written as it is
-FORMATS = ("auto", "voc", "yolo")
 
 
 @dataclass(frozen=True)
