@@ -184,7 +184,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     from .count.counting import count_images
     from .count.detector import Detector, default_weights
     from .count.options import CountOptions
-    from .count.outputs import qc_lines, table, write_reports
+    from .count.outputs import differential_table, qc_lines, table, write_reports
 
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         if path is not None and path.is_dir():
@@ -202,6 +202,7 @@ def cmd_count(args: argparse.Namespace) -> int:
         require_ray()  # before the model loads
     model = dict(weights=weights, backend=args.backend, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
                  device=args.device, batch=args.batch, max_det=args.max_det, precision=args.precision)
+    differential = differential_model(args)
     detector = Detector(**model, quiet=args.quiet)
     options = CountOptions(tile=args.tile, overlap=args.overlap, mpp=args.mpp, edge=args.edge, regions=args.regions,
                            skip_background=not args.all_tiles, qc=not args.no_qc)
@@ -211,15 +212,18 @@ def cmd_count(args: argparse.Namespace) -> int:
 
         ray_options = RayOptions(args.ray_address, args.workers, args.gpus_per_worker)
         results, errors = count_images_ray(input_files(args.paths, args.out), detector, model, ray_options, options,
-                                           args.out, not args.quiet)
+                                           args.out, not args.quiet, differential=differential)
     else:
-        results, errors = count_images(args.paths, detector, options, args.out, progress=not args.quiet)
+        results, errors = count_images(args.paths, detector, options, args.out, progress=not args.quiet,
+                                       differential=differential)
     if getattr(detector, "backend_note", None):
         print(f"backend {detector.backend}: {detector.backend_note}")
     print(f"model {weights} ({detector.backend}, {detector.runs_at}); thresholds {detector.thresholds.source}: "
           + ", ".join(f"{n} {v:.2f}" for n, v in detector.thresholds.by_class.items()))
     if results:
         print(table(results, detector.names))
+        if differential is not None:
+            print(differential_table(results) or "differential: no white cells found")
     for line in qc_lines(results):  # printed under --quiet too: a count that may be wrong must not pass unseen
         print(line)
     write_reports(results, detector, errors, args.json, args.csv, args.geojson, args.tile, args.overlap)
@@ -232,6 +236,45 @@ def cmd_count(args: argparse.Namespace) -> int:
     for e in errors:
         print(f"bccd-yolo count: error: {e.render(as_flag)}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def differential_model(args: argparse.Namespace):
+    """The white-cell type classifier `count` runs: --differential, else the shipped one; None with
+    --no-differential (or when none is shipped and none was asked for)."""
+    from .count.differential import SHIPPED_TYPES, Differential
+
+    if args.no_differential:
+        return None
+    weights = args.differential or (SHIPPED_TYPES if SHIPPED_TYPES.is_file() else None)
+    backend = args.backend if args.backend != "torch" else "torch"
+    return None if weights is None else Differential(weights, backend)
+
+
+def cmd_train_differential(args: argparse.Namespace) -> int:
+    from .train.differential import DifferentialRequest, train_differential
+
+    req = DifferentialRequest(args.data, args.mpp, None if args.weights == "none" else args.weights, args.stage,
+                              args.epochs, args.imgsz, args.batch, args.crop_um, args.stain, args.grey, args.blur,
+                              args.project, args.name, args.crops, args.resume, args.workers,
+                              parse_overrides(args.overrides))
+    record = train_differential(req)
+    v = record["val"]["thresholded"]
+    print(f"val: accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f}, unclassified {v['unclassified']:.1%}; "
+          f"{record['wall_seconds']:.0f} s -> {Path(args.project) / args.name / 'weights' / 'best.pt'}")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from .train.adapt import AdaptRequest, adapt, describe
+
+    req = AdaptRequest(str(args.folder), str(args.out), args.classes, args.source_classes,
+                       str(args.weights) if args.weights else None, args.stage, args.epochs, args.imgsz, args.batch,
+                       args.hold_back, args.seed, args.project, args.name, args.resume, args.overwrite,
+                       parse_overrides(args.overrides))
+    summary = adapt(req)
+    print(describe(summary, list(summary["held_back_mae"]["before"])))
+    print(f"model written: {args.out} (count --weights {args.out} uses it)")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -292,14 +335,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     weights = args.weights or default_weights()
     runs = args.runs if args.runs is not None else training_runs(Path("runs"))
+    types = None
+    if args.differential is not None:
+        if args.types_data is None:
+            raise InputError(None, "--differential needs the typed fields it is scored on: give {types_data}")
+        types = (args.differential, args.types_data)
     result = build_report(weights, args.data, args.split, runs, args.out, imgsz=args.imgsz, device=args.device,
-                          progress=not args.quiet, also=args.also_data, overwrite=args.overwrite)
+                          progress=not args.quiet, also=args.also_data, overwrite=args.overwrite, types=types)
     from .measure.report import markdown_table
 
     print(markdown_table(result["ap"]))
     print(markdown_table(result["count_errors"].reset_index()))
     if len(result["label_sets"]):
         print(markdown_table(result["label_sets"]))
+    if len(result["differential"]):
+        print(markdown_table(result["differential"]))
     print(f"report written to {args.out / 'report.html'}")
     return 0
 
@@ -396,6 +446,68 @@ def add_finetune(sub: Any) -> None:
     p.set_defaults(func=cmd_finetune)
 
 
+def add_train_differential(sub: Any) -> None:
+    from .data.cell_crops import CROP_UM
+    from .train.differential import STAGES, DifferentialRequest
+
+    d = DifferentialRequest("", 0.0)
+    p = sub.add_parser(
+        "train-differential", formatter_class=HelpFormatter,
+        help="train the white-cell type classifier (the differential) on folder-per-class fields",
+        epilog="DATA holds train/<type>/*.jpg and val/<type>/*.jpg, each field centred on one typed cell (the layout of "
+               "pbc-wbc-types). Extra Ultralytics train arguments go after the options as key=value.")
+    p.add_argument("data", help="folder of typed fields: train/<type>/, val/<type>/")
+    p.add_argument("--mpp", type=float, required=True, help="micrometres per pixel of the fields (PBC: 0.0987)")
+    p.add_argument("--weights", default="shipped",
+                   help="start: 'shipped' (the detector's backbone), a .pt, darknet .weights, or 'none' (random)")
+    p.add_argument("--stage", choices=tuple(STAGES), default=d.stage,
+                   help="head: backbone frozen; full: everything trains")
+    p.add_argument("--epochs", type=POSITIVE, default=d.epochs)
+    p.add_argument("--imgsz", type=IMGSZ, default=d.imgsz, help="classifier input, px")
+    p.add_argument("--batch", type=POSITIVE, default=d.batch)
+    p.add_argument("--crop-um", type=float, default=CROP_UM, help="side of each crop, micrometres")
+    p.add_argument("--stain", type=UNIT, default=d.stain, metavar="P", help="share of crops with jittered stains")
+    p.add_argument("--grey", type=UNIT, default=d.grey, metavar="P", help="share of crops in grey")
+    p.add_argument("--blur", type=UNIT, default=d.blur, metavar="P", help="share of crops blurred")
+    p.add_argument("--crops", default=None, help="folder for the crops (default datasets/<DATA name>-crops)")
+    p.add_argument("--workers", type=int_at_least(0), default=None, help="loader workers (default: 0 on <=2 cores)")
+    p.add_argument("--project", default="runs")
+    p.add_argument("--name", default="differential")
+    p.add_argument("--resume", action="store_true", help="continue the killed run <project>/<name>")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
+    p.set_defaults(func=cmd_train_differential)
+
+
+def add_adapt(sub: Any) -> None:
+    from .train.adapt import SMALL_DATA
+
+    p = sub.add_parser(
+        "adapt", formatter_class=HelpFormatter, help="fine-tune the shipped model to your microscope from a few labelled fields",
+        epilog="FOLDER: a VOC folder, a YOLO folder (classes.txt, as count --labels-out writes) or a COCO JSON beside "
+               "its images. A quarter of the fields (at least 3) are held back: thresholds are calibrated on them and "
+               "the count error before and after is measured on them. Extra Ultralytics train arguments go after the "
+               "options as key=value.")
+    p.add_argument("folder", type=Path, help="labelled fields")
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.pt; its thresholds beside it)")
+    p.add_argument("--classes", default=None, help="class mapping onto the model's names, e.g. RBC,WBC=leukocyte,Platelets")
+    p.add_argument("--source-classes", default=None, help="class order of YOLO label files without classes.txt")
+    p.add_argument("--weights", type=Path, default=None, help="model to adapt (default: the shipped model)")
+    p.add_argument("--stage", choices=("3", "full"), default=None,
+                   help=f"3: backbone frozen; full: everything trains (default {SMALL_DATA['stage']})")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"most epochs (default {SMALL_DATA['epochs']}, "
+                                                                 f"stopping after {SMALL_DATA['patience']} without gain)")
+    p.add_argument("--imgsz", type=IMGSZ, default=None, help=f"default {SMALL_DATA['imgsz']}")
+    p.add_argument("--batch", type=POSITIVE, default=None, help="default: the training fields, at most 16")
+    p.add_argument("--hold-back", type=POSITIVE, default=None, help="fields held back to check on (default a quarter, at least 3)")
+    p.add_argument("--seed", type=int, default=0, help="which fields are held back")
+    p.add_argument("--project", default="runs")
+    p.add_argument("--name", default=None, help="run folder name (default adapt-<out stem>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed adapt run")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if bccd-yolo adapt did not write it")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics train argument")
+    p.set_defaults(func=cmd_adapt)
+
+
 def add_import_darknet(sub: Any) -> None:
     p = sub.add_parser("import-darknet", formatter_class=HelpFormatter, help="darknet YOLOv3 .weights -> an Ultralytics checkpoint",
                        description="Load darknet yolov3, yolov3-spp or yolov3-tiny weights into the matching Ultralytics "
@@ -426,6 +538,10 @@ def add_count_runtime(p: Any) -> None:
                    help="write the detections as labels to correct in LabelImg, CVAT or Label Studio: DIR/Annotations "
                         "(VOC XML) with DIR/JPEGImages, and DIR/labels (YOLO txt, classes.txt); bccd-yolo convert reads "
                         "DIR back as a VOC folder")
+    p.add_argument("--differential", type=Path, default=None, metavar="PT",
+                   help="white-cell type classifier (default: the shipped one): each WBC's type, the differential "
+                        "per 100 white cells with 95%% intervals, erythroblasts per 100 white cells")
+    p.add_argument("--no-differential", action="store_true", help="count white cells without typing them")
     p.add_argument("--no-qc", action="store_true",
                    help="leave out the qc verdict (per image: reasons its counts may not be trusted, e.g. stain with few "
                         "cells found, most cells near their threshold, red cells of the wrong size)")
@@ -535,6 +651,10 @@ def add_report(sub: Any) -> None:
                    help="data YAMLs of other label sets for the same photos (e.g. complete labels from convert "
                         "--annotations): AP and count error against each, side by side")
     p.add_argument("--out", type=Path, default=Path("runs/report"))
+    p.add_argument("--differential", type=Path, default=None, metavar="PT",
+                   help="also score a white-cell type classifier: confusion matrix, precision, recall, F1 per type")
+    p.add_argument("--types-data", type=Path, default=None, metavar="FOLDER",
+                   help="typed fields it is scored on (val/<type>/), e.g. ../shared/pbc-wbc-types")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing folder bccd-yolo did not make, replacing only this command's outputs")
     p.add_argument("--imgsz", type=IMGSZ, default=None)
@@ -552,6 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert(sub)
     add_stages(sub)
     add_finetune(sub)
+    add_adapt(sub)
+    add_train_differential(sub)
     add_import_darknet(sub)
     add_count(sub)
     add_export(sub)

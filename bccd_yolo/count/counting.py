@@ -26,6 +26,7 @@ LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the detector pulls in torch and Ultralytics; counting itself needs neither
     from .detector import Detector
+    from .differential import CellTypes, Differential
 
 READ_AHEAD = True  # benchmarks/read_ahead.py: measured on and off
 UNSCALED_RBC_PX = 103.5  # a model with no recorded scale takes inputs to be BCCD-like photos: its median red cell, px
@@ -55,6 +56,7 @@ class ImageCount:
     tiles_skipped: int = 0  # tiles of bare background never predicted
     regions: list[RegionCount] = field(default_factory=list)
     qc: list[str] = field(default_factory=list)  # why the counts may not be trusted; empty: nothing suspicious
+    types: CellTypes | None = None  # white-cell types per detection, where a differential model ran
 
     @property
     def counts(self) -> dict[str, int]:
@@ -73,6 +75,7 @@ class RegionCount:
     names: list[str]
     detections: Detections
     area_px: float
+    types: CellTypes | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -378,9 +381,21 @@ def plan_image(src: ImageSource, detector: Detector, options: CountOptions = Cou
     return ImagePlan(Path(src.path), origin, scale, plan, areas)
 
 
+def type_cells(d: Detections, detector: Detector, differential: Differential, src: ImageSource,
+               mpp: float | None) -> CellTypes:
+    """The white cells' types (at the image's scale, else the model's photo scale)."""
+    from .differential import WBC
+
+    if WBC not in detector.names:
+        raise InputError(detector.weights, f"has no {WBC} class: a differential needs white cells to type")
+    used = mpp or (detector.scale.photo_mpp if detector.scale else None) or differential.field_mpp
+    return differential.types(src, d, detector.names.index(WBC), used)
+
+
 def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: CountOptions, out: Path | None,
-                 stem: str, src: ImageSource | None = None) -> ImageCount:
-    """The merged detections of one image as its count: scale check, edge rule, regions, qc verdict, overlays."""
+                 stem: str, src: ImageSource | None = None, differential: Differential | None = None) -> ImageCount:
+    """The merged detections of one image as its count: scale check, edge rule, regions, qc verdict, white-cell
+    types, overlays."""
     t = plan.tiles
     edge = options.edge
     verdict = judge(plan, d, detector, src) if options.qc else []
@@ -391,15 +406,28 @@ def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: Co
                         qc=verdict)
     result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
                       for r in plan.regions or []]
+    if differential is not None:
+        opened = src if src is not None else open_image(plan.path)
+        try:
+            result.types = type_cells(d, detector, differential, opened, result.mpp)
+            for g, r in zip(result.regions, plan.regions or []):
+                g.types = result.types.subset(in_region(d, r))
+        finally:
+            if src is None:
+                opened.close()
     if out is not None:
+        from .differential import overlay_labels
+
+        labels = overlay_labels(result.types, d)
         opened = src if src is not None else open_image(plan.path)
         try:
             files_out: tuple[Path, ...]
             if not t.whole:
                 files_out = write_slide_overlay(opened, d, detector.names, result.counts,
-                                                out / f"{stem}_overlay.tif", out / f"{stem}_preview.png")
+                                                out / f"{stem}_overlay.tif", out / f"{stem}_preview.png", labels)
             else:
-                files_out = (write_photo_overlay(opened, d, detector.names, result.counts, out / f"{stem}_overlay.jpg"),)
+                files_out = (write_photo_overlay(opened, d, detector.names, result.counts, out / f"{stem}_overlay.jpg",
+                                                 labels),)
         finally:
             if src is None:
                 opened.close()
@@ -418,10 +446,10 @@ def input_files(paths: list[Path], out: Path | None) -> list[Path]:
 
 
 def count_images(paths: list[Path], detector: Detector, options: CountOptions = CountOptions(), out: Path | None = None,
-                 progress: bool = True) -> tuple[list[ImageCount], list[InputError]]:
+                 progress: bool = True, differential: Differential | None = None) -> tuple[list[ImageCount], list[InputError]]:
     """Count every image (see CountOptions); a bad file is reported and the rest are still counted. With
     `options.regions`, cells are also counted per region, and tiles that touch no region are never read; with
-    `out`, overlays are written there."""
+    `out`, overlays are written there; with `differential`, white cells are typed."""
     results: list[ImageCount] = []
     errors: list[InputError] = []
     files = input_files(paths, out)
@@ -435,7 +463,7 @@ def count_images(paths: list[Path], detector: Detector, options: CountOptions = 
         try:
             plan = plan_image(src, detector, options)
             d = run_plan(src, plan.tiles, detector, progress)
-            results.append(finish_image(plan, d, detector, options, out, stems[path], src))
+            results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential))
         except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
             errors.append(e)
         finally:

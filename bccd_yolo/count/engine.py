@@ -83,7 +83,7 @@ def require_ray() -> Any:
 
 def count_images_ray(files: list[Path], detector: Any, detector_args: dict, ray_options: RayOptions,
                      options: CountOptions = CountOptions(), out: Path | None = None, progress: bool = True,
-                     worker: type = TileWorker) -> tuple[list[ImageCount], list[InputError]]:
+                     worker: type = TileWorker, differential: Any = None) -> tuple[list[ImageCount], list[InputError]]:
     """Count `files` (already listed, see counting.input_files) on Ray: the results `count_images` gives.
     `detector` (loaded here) merges and thresholds; `detector_args` build one `worker` per Ray worker."""
     ray = require_ray()
@@ -102,7 +102,7 @@ def count_images_ray(files: list[Path], detector: Any, detector_args: dict, ray_
                            runtime_env={"env_vars": {"BCCD_YOLO_THREADS": "1", "OMP_NUM_THREADS": "1"}})(worker)
         pool = ActorPool([actor.remote(detector_args) for _ in range(n)])
         plans, errors = _plan_all(ray, pool, files, options)
-        results = _count_all(ray, pool, files, plans, errors, detector, options, out, progress)
+        results = _count_all(ray, pool, files, plans, errors, detector, options, out, progress, differential)
         return [results[i] for i in sorted(results)], [errors[i] for i in sorted(errors)]
     finally:
         if started:
@@ -132,7 +132,8 @@ def _plan_all(ray: Any, pool: Any, files: list[Path], options: CountOptions) -> 
 
 
 def _count_all(ray: Any, pool: Any, files: list[Path], plans: dict[int, ImagePlan], errors: dict[int, InputError],
-               detector: Any, options: CountOptions, out: Path | None, progress: bool) -> dict[int, ImageCount]:
+               detector: Any, options: CountOptions, out: Path | None, progress: bool,
+               differential: Any = None) -> dict[int, ImageCount]:
     """Every tile batch through the pool; each image merged and finished as soon as its last batch is back."""
     jobs = [(i, k) for i in sorted(plans) for k in range(len(plans[i].batches))]
     for i, k in jobs:
@@ -154,7 +155,8 @@ def _count_all(ray: Any, pool: Any, files: list[Path], plans: dict[int, ImagePla
             if k == len(plans[i].batches) - 1:
                 try:
                     d = merge_plan(plans[i].tiles, found.pop(i), detector)
-                    results[i] = finish_image(plans[i], d, detector, options, out, stems[files[i]])
+                    results[i] = finish_image(plans[i], d, detector, options, out, stems[files[i]],
+                                              differential=differential)
                 except InputError as e:
                     errors[i] = e
             bar.set_postfix_str(f"images {len(results) + len(errors)}/{len(files)}, "

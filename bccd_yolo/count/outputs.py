@@ -13,10 +13,12 @@ from ..core.edges import DEFAULT_EDGE
 from ..core.errors import InputError
 from ..core.fsutil import atomic_write_text
 from .counting import area_mm2, sizes
+from .differential import differential, merged
 
 if TYPE_CHECKING:
     from .counting import ImageCount
     from .detector import Detector
+    from .differential import CellTypes
 
 
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
@@ -86,17 +88,48 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
                 "sizes": sizes(r.detections, names, r.mpp), "overlay": r.overlay,
                 **({"regions": [{"name": g.name, "counts": g.counts, "ratios": ratios(g.counts, names),
                                  **scaled(g.counts, g.area_px, r.mpp)} for g in r.regions]} if r.regions else {}),
+                **({"differential": differential(r.types)} if r.types is not None else {}),
                 "detections": [
-                    {"class": names[c], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                    for b, s, c in zip(r.detections.xyxy, r.detections.score, r.detections.cls)
+                    {"class": names[c], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b],
+                     **_type_fields(r, i)}
+                    for i, (b, s, c) in enumerate(zip(r.detections.xyxy, r.detections.score, r.detections.cls))
                 ],
             }
             for r in results
         ],
         "total": total,
         "total_ratios": ratios(total, names),
+        **({"total_differential": differential(t)} if (t := merged([r.types for r in results if r.types])) else {}),
         "errors": [{"path": e.path, "error": e.problem} for e in errors],
     }
+
+
+def _type_fields(r: ImageCount, i: int) -> dict:
+    label = r.types.label(i) if r.types is not None else None
+    return {} if label is None or r.types is None else {"type": label, "type_score": round(float(r.types.score[i]), 4)}
+
+
+def differential_columns(types_names: list[str]) -> list[str]:
+    from .differential import ERYTHROBLAST, UNCLASSIFIED
+
+    cols = [f"wbc_{t}" for t in [*types_names, UNCLASSIFIED]]
+    for t in types_names:
+        key = f"{ERYTHROBLAST}_per_100_wbc" if t == ERYTHROBLAST else f"{t}_per_100_wbc"
+        cols += [key, f"{key}_ci95_low", f"{key}_ci95_high"]
+    return cols
+
+
+def differential_cells(types: CellTypes | None, types_names: list[str]) -> list:
+    from .differential import ERYTHROBLAST, UNCLASSIFIED
+
+    if types is None:
+        return [""] * len(differential_columns(types_names))
+    diff = differential(types)
+    cells: list = [diff["counts"][t] for t in [*types_names, UNCLASSIFIED]]
+    for t in types_names:
+        v = diff.get(f"{ERYTHROBLAST}_per_100_wbc") if t == ERYTHROBLAST else diff["per_100"][t]
+        cells += ["", "", ""] if v is None else [v["value"], *v["ci95"]]
+    return cells
 
 
 def to_csv(results: list[ImageCount], detector: Detector) -> str:
@@ -107,10 +140,13 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     w = csv.writer(buf, lineterminator="\n")
     ratio_cols = [c for k in ratio_keys for c in (k, f"{k}_ci95_low", f"{k}_ci95_high")]
     size_cols = [f"{n}_size_{q}" for n in names for q in ("median", "q1", "q3")]
+    typed = next((r.types.names for r in results if r.types is not None), None)
     w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "mpp_source", "area_mm2",
-                *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule", "qc"])
+                *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule", "qc",
+                *(differential_columns(typed) if typed else [])])
 
-    def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float, d: Detections) -> list:
+    def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float, d: Detections,
+            types: CellTypes | None) -> list:
         rt = ratios(counts, names)
         cells: list = []
         for k in ratio_keys:
@@ -125,12 +161,13 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
         return [r.path, region, r.width, r.height, *(counts[n] for n in names), *cells,
                 "" if r.mpp is None else r.mpp, r.mpp_source or "", "" if mm2 is None else mm2,
                 *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), *size_cells,
-                "um" if r.mpp is not None else "px", thr, r.edge, "; ".join(r.qc)]
+                "um" if r.mpp is not None else "px", thr, r.edge, "; ".join(r.qc),
+                *(differential_cells(types, typed) if typed else [])]
 
     for r in results:
-        w.writerow(row(r, "", r.counts, r.area_px, r.detections))
+        w.writerow(row(r, "", r.counts, r.area_px, r.detections, r.types))
         for g in r.regions:
-            w.writerow(row(r, g.name, g.counts, g.area_px, g.detections))
+            w.writerow(row(r, g.name, g.counts, g.area_px, g.detections, g.types))
     return buf.getvalue()
 
 
@@ -159,6 +196,39 @@ def table(results: list[ImageCount], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def differential_table(results: list[ImageCount]) -> str:
+    """Per image and in total: each type's count and share per 100 classified white cells [95 % CI], erythroblasts
+    per 100 white cells, the unclassified; and a note when the total rests on fewer than 100 white cells."""
+    from .differential import ABBREVIATIONS, CLINICAL_MINIMUM, ERYTHROBLAST, UNCLASSIFIED
+
+    typed = [r for r in results if r.types is not None]
+    total = merged([r.types for r in typed if r.types is not None])
+    if total is None:
+        return ""
+    names = total.names
+    heads = ["white cells", *(ABBREVIATIONS.get(t, t) + (" /100 WBC" if t == ERYTHROBLAST else " %") for t in names),
+             UNCLASSIFIED]
+    rows = []
+    for label, types in [*((Path(r.path).name, r.types) for r in typed), ("TOTAL", total)]:
+        assert types is not None
+        diff = differential(types)
+        cells = [label]
+        for t in names:
+            v = diff.get(f"{ERYTHROBLAST}_per_100_wbc") if t == ERYTHROBLAST else diff["per_100"][t]
+            n = diff["counts"][t]
+            cells.append(f"{n}" if v is None else f"{n}: {v['value']:.0f} [{v['ci95'][0]:.0f}-{v['ci95'][1]:.0f}]")
+        cells.append(str(diff["counts"][UNCLASSIFIED]))
+        rows.append(cells)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    lines = ["differential: count: per 100 classified white cells [95% CI]", fmt(heads), *(fmt(r) for r in rows)]
+    classified = differential(total)["classified"]
+    if classified < CLINICAL_MINIMUM:
+        lines.append(f"note: this differential rests on {classified} classified white cells; a manual differential "
+                     f"counts at least {CLINICAL_MINIMUM}, and the intervals above show how little fewer can say")
+    return "\n".join(lines)
+
+
 def qc_lines(results: list[ImageCount]) -> list[str]:
     """One warning line per reason, naming the image: what the terminal shows under the table."""
     return [f"qc: {Path(r.path).name}: {reason}" for r in results for reason in r.qc]
@@ -178,15 +248,20 @@ def to_geojson(result: ImageCount, colours: dict[str, tuple[int, int, int]],
     input's level-0 pixels, less `offset` (an OpenSlide slide's bounds origin, which QuPath takes as its (0, 0))."""
     ox, oy = offset
     features = []
-    for (x1, y1, x2, y2), s, c in zip(result.detections.xyxy.tolist(), result.detections.score.tolist(),
-                                      result.detections.cls.tolist()):
+    for i, ((x1, y1, x2, y2), s, c) in enumerate(zip(result.detections.xyxy.tolist(), result.detections.score.tolist(),
+                                                     result.detections.cls.tolist())):
         x1, y1, x2, y2 = (round(v, 2) for v in (x1 - ox, y1 - oy, x2 - ox, y2 - oy))
         name = result.names[c]
+        kind = _type_fields(result, i)
+        measurements = {"score": round(float(s), 4), **({"type score": kind["type_score"]} if kind else {})}
         features.append({
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [[[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]]},
-            "properties": {"objectType": "detection", "classification": {"name": name, "color": list(colours[name])},
-                           "measurements": {"score": round(float(s), 4)}},
+            # a typed white cell is QuPath's derived class "WBC: neutrophil" (a subclass of WBC)
+            "properties": {"objectType": "detection",
+                           "classification": {"name": f"{name}: {kind['type']}" if kind else name,
+                                              "color": list(colours[name])},
+                           "measurements": measurements},
         })
     return {"type": "FeatureCollection", "features": features}
 

@@ -25,20 +25,23 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def draw_detections(im: Image.Image, d: Detections, names: list[str], offset=(0, 0), line: int = 2) -> None:
-    """Draw boxes and scores onto `im`, whose top-left pixel is `offset` in image coordinates."""
+def draw_detections(im: Image.Image, d: Detections, names: list[str], offset=(0, 0), line: int = 2,
+                    labels: list[str | None] | None = None) -> None:
+    """Draw boxes and scores onto `im`, whose top-left pixel is `offset` in image coordinates; a detection's
+    entry in `labels` (a white cell's type), where not None, is drawn instead of its score."""
     draw = ImageDraw.Draw(im)
     size = max(10, 6 * line)
     font = _font(size)
     ox, oy = offset
-    for (x1, y1, x2, y2), s, c in zip(d.xyxy, d.score, d.cls):
+    for i, ((x1, y1, x2, y2), s, c) in enumerate(zip(d.xyxy, d.score, d.cls)):
         rgb = colour(names[c], int(c))
         box = [x1 - ox, y1 - oy, x2 - ox, y2 - oy]
         draw.rectangle(box, outline=rgb, width=line)
+        text = (labels[i] if labels is not None else None) or f"{s:.2f}"
         if box[1] - size - 1 >= 0:  # score above the box; inside it where the box touches the top edge
-            draw.text((box[0], box[1] - 1), f"{s:.2f}", fill=rgb, font=font, anchor="lb")
+            draw.text((box[0], box[1] - 1), text, fill=rgb, font=font, anchor="lb")
         else:
-            draw.text((box[0] + line + 1, box[1] + line + 1), f"{s:.2f}", fill=rgb, font=font, anchor="lt")
+            draw.text((box[0] + line + 1, box[1] + line + 1), text, fill=rgb, font=font, anchor="lt")
 
 
 def draw_legend(im: Image.Image, counts: dict[str, int], names: list[str], scale: int = 1) -> None:
@@ -58,17 +61,18 @@ def line_width(width: int, height: int) -> int:
     return max(1, round(min(width, height) / 320))
 
 
-def write_photo_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int], path: Path) -> Path:
+def write_photo_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int], path: Path,
+                        labels: list[str | None] | None = None) -> Path:
     """Same pixel size as the input, with a legend of the counts."""
     im = Image.fromarray(src.read(0, 0, src.width, src.height))
-    draw_detections(im, d, names, line=line_width(src.width, src.height))
+    draw_detections(im, d, names, line=line_width(src.width, src.height), labels=labels)
     draw_legend(im, counts, names)
     atomic_save(path, lambda p: im.save(p, quality=92) if path.suffix == ".jpg" else im.save(p))
     return path
 
 
 def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int],
-                        path: Path, preview: Path) -> tuple[Path, Path]:
+                        path: Path, preview: Path, labels: list[str | None] | None = None) -> tuple[Path, Path]:
     """A full-size tiled TIFF written tile by tile (bounded memory), and a downscaled PNG preview."""
     import tifffile
 
@@ -92,7 +96,8 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
                 im = Image.new("RGB", (t, t))
                 im.paste(Image.fromarray(src.read(x, y, w, h)))
                 idx = np.array(buckets.get((r, c), []), np.int64)
-                draw_detections(im, d.subset(idx), names, offset=(x, y), line=lw)
+                draw_detections(im, d.subset(idx), names, offset=(x, y), line=lw,
+                                labels=[labels[j] for j in idx] if labels is not None else None)
                 small = im.crop((0, 0, w, h)).resize((max(1, round(w * scale)), max(1, round(h * scale))))
                 thumb.paste(small, (round(x * scale), round(y * scale)))
                 yield np.asarray(im)

@@ -93,11 +93,14 @@ def read_yolo_folder(
             pairs[split] = [(p, labels / f"{p.stem}.txt") for p in _images_in(images)]
     else:
         flat = [(p, p.with_suffix(".txt")) for p in _images_in(root)]
+        if not flat and (root / "images").is_dir():  # images/ and labels/ without splits (CVAT, Roboflow exports)
+            flat = [(p, root / "labels" / f"{p.stem}.txt") for p in _images_in(root / "images")]
         random.Random(seed).shuffle(flat)
         n_val, n_test = round(len(flat) * val_frac), round(len(flat) * test_frac)
         pairs = {"train": sorted(flat[n_val + n_test:]), "val": sorted(flat[:n_val]), "test": sorted(flat[n_val:n_val + n_test])}
     if not any(pairs.values()):
-        raise InputError(root, "holds no images (images/<split>/ or image files beside their .txt labels)")
+        raise InputError(root, "holds no images (images/<split>/, images/ beside labels/, or image files beside their "
+                               ".txt labels)")
     out: dict[str, list[ImageAnnotation]] = {}
     defects: list[Defect] = []
     for split, items in pairs.items():

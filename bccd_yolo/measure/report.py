@@ -394,11 +394,13 @@ def _sections(inp: ReportInputs, weights: Path, split: str, command: str, ap: pd
 
 def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out: Path, imgsz: int | None = None,
                  device: str | None = None, batch: int = 16, progress: bool = True,
-                 also: list[str] | None = None, overwrite: bool = False) -> dict:
+                 also: list[str] | None = None, overwrite: bool = False,
+                 types: tuple[Path, Path] | None = None) -> dict:
     """Write the full report into `out` (replaced only when everything succeeded); returns the headline numbers.
 
     `also`: data YAMLs of other label sets for (some of) the same photos, e.g. complete labels; AP and count
-    error against each are reported beside those against `data`.
+    error against each are reported beside those against `data`. `types`: a white-cell type classifier and its
+    typed fields (folder per type), scored on their val split.
     """
     from ..yolo.validate import validate
     from .evaluate import EVAL_CONF, coco_ground_truth, coco_predictions, predict_split
@@ -432,8 +434,30 @@ def build_report(weights: Path, data: str, split: str, run_dirs: list[Path], out
             *(["--device", str(device)] if device else []), "--out", str(out)])
         sections = _sections(inp, weights, split, command, ap, label_sets, by_source, err, by_threshold, true, worst,
                              timing, comparison, tmp)
+        differential = _differential_sections(types, tmp) if types else []
+        sections += differential
         title = f"bccd-yolo report: {Path(weights).name} on {split}"
         (tmp / "report.md").write_text(_markdown(sections, title))
         (tmp / "report.html").write_text(_html(sections, title, tmp))
     return {"ap": ap, "count_errors": by_threshold, "timing": timing, "comparison": comparison,
-            "label_sets": label_sets, "per_source": by_source}
+            "label_sets": label_sets, "per_source": by_source,
+            "differential": differential[1][1] if differential else pd.DataFrame()}
+
+
+def _differential_sections(types: tuple[Path, Path], tmp: Path) -> list:
+    """The differential's confusion matrix and per-type precision, recall and F1 on the typed fields' val split."""
+    from .differential import evaluate_types, plot_confusion
+
+    weights, fields = types
+    scores = evaluate_types(weights, fields)
+    table = pd.DataFrame({"type": scores.classes, "precision": scores.precision, "recall": scores.recall,
+                          "f1": scores.f1, "cells": [sum(r) for r in scores.confusion]})
+    table.to_csv(tmp / "differential.csv", index=False)
+    (tmp / "differential.json").write_text(json.dumps(scores.as_dict(), indent=1) + "\n")
+    plot_confusion(scores, tmp / "differential_confusion.png")
+    return [("White-cell differential",
+             f"Classifier {_code(str(weights))} on the val split of {_code(str(fields))} ({scores.cells} cells): "
+             f"accuracy {scores.accuracy:.3f} and macro-F1 {scores.macro_f1:.3f} over the cells it classified; "
+             f"{scores.unclassified:.1%} left unclassified (top score under {scores.threshold:.2f})."),
+            ("Differential per type", table),
+            ("Differential confusion matrix (rows: expert's type)", Path("differential_confusion.png"))]

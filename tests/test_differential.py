@@ -1,0 +1,152 @@
+"""The white-cell differential: crops of one physical size, the classifier's scores and threshold, and the
+differential as counted (shares with Wilson intervals, erythroblasts per 100 white cells)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from bccd_yolo.core.errors import InputError
+from bccd_yolo.count.differential import NOT_TYPED, UNTYPED, CellTypes, differential
+from bccd_yolo.data.cell_crops import CropDataset, CropGeometry, build_crops, cell_crop
+from bccd_yolo.measure.differential import type_scores, unclassified_threshold
+
+
+def disc_image(w: int, h: int, cx: int, cy: int, r: int) -> np.ndarray:
+    im = np.full((h, w, 3), 230, np.uint8)
+    cv2.circle(im, (cx, cy), r, (120, 40, 140), -1)
+    return im
+
+
+def disc_extent(crop: np.ndarray) -> tuple[float, float, float]:
+    """Centre x, y and diameter of the dark disc in a crop."""
+    ys, xs = np.nonzero(crop[..., 0] < 180)
+    return float(xs.mean()), float(ys.mean()), float(xs.max() - xs.min() + 1)
+
+
+@pytest.mark.parametrize("mpp", [0.075, 0.0987, 0.25])
+def test_a_crop_shows_a_cell_at_one_physical_size_whatever_the_input_scale(mpp):
+    """A 12 um cell at three input scales: centred in the crop, and 12 / 25 of its side across in each."""
+    r = round(6.0 / mpp)
+    im = disc_image(round(60 / mpp), round(50 / mpp), round(30 / mpp), round(25 / mpp), r)
+    crop = cell_crop(im, 30 / mpp, 25 / mpp, mpp, crop_um=25.0, out_px=100)
+    x, y, d = disc_extent(crop)
+    assert crop.shape == (100, 100, 3)
+    assert abs(x - 49.5) <= 1.5 and abs(y - 49.5) <= 1.5
+    assert d == pytest.approx(100 * 12 / 25, abs=2.5)  # 2.5 px: one source pixel at 0.25 um/px is 1 crop px, plus AA
+
+
+def test_a_crop_at_the_image_edge_is_filled_with_the_smear_not_a_frame():
+    im = disc_image(200, 200, 10, 100, 8)
+    crop = cell_crop(im, 10, 100, 0.1, crop_um=10.0, out_px=100)
+    assert crop.shape == (100, 100, 3)
+    assert crop.min() > 0  # no black padding: the left edge reflects the smear
+    x, y, _ = disc_extent(crop)
+    assert abs(y - 49.5) <= 1.5
+    with pytest.raises(ValueError):
+        cell_crop(im, 500, 500, 0.1)
+
+
+def typed_folder(root, classes=("lymphocyte", "neutrophil"), per=2):
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per):
+                cv2.imwrite(str(root / split / c / f"{c}_{i}.jpg"), disc_image(120, 120, 60, 60, 20 + i))
+    return root
+
+
+def test_crops_are_built_whole_and_reused_only_for_the_same_source_and_geometry(tmp_path):
+    src = typed_folder(tmp_path / "fields")
+    geometry = CropGeometry(10.0, 0.1, 64)
+    out = tmp_path / "crops"
+    built = build_crops(src, out, geometry)
+    assert built.counts == {"train": {"lymphocyte": 2, "neutrophil": 2}, "val": {"lymphocyte": 2, "neutrophil": 2}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crops", "fields"]  # no .partial left behind
+    assert cv2.imread(str(out / "val" / "neutrophil" / "neutrophil_0.jpg")).shape == (64, 64, 3)
+    assert CropDataset.read(out) == built
+    stamp = (out / "crops.json").stat().st_mtime_ns
+    assert build_crops(src, out, geometry) == built and (out / "crops.json").stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="other crops"):
+        build_crops(src, out, CropGeometry(20.0, 0.1, 64))
+
+
+def test_a_typed_dataset_with_a_missing_split_or_mismatched_classes_is_refused(tmp_path):
+    src = typed_folder(tmp_path / "a")
+    (src / "val" / "neutrophil" / "neutrophil_0.jpg").unlink()
+    (src / "val" / "neutrophil" / "neutrophil_1.jpg").unlink()
+    with pytest.raises(InputError, match="empty: neutrophil"):
+        build_crops(src, tmp_path / "out", CropGeometry(10.0, 0.1, 64))
+    other = typed_folder(tmp_path / "b")
+    (other / "val" / "neutrophil").rename(other / "val" / "monocyte")
+    with pytest.raises(InputError, match="different classes"):
+        build_crops(other, tmp_path / "out", CropGeometry(10.0, 0.1, 64))
+    assert not (tmp_path / "out").exists()
+
+
+def test_type_scores_match_a_hand_counted_confusion_matrix():
+    classes = ["a", "b", "c"]
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 1, 0])
+    probs = np.eye(3)[pred] * 0.9 + 0.1 / 3
+    s = type_scores(probs, truth, classes)
+    assert s.confusion == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    # a: precision 2/3, recall 2/3; b: 2/3, 1; c: 0, 0
+    assert s.precision == pytest.approx([2 / 3, 2 / 3, 0], abs=1e-4)
+    assert s.recall == pytest.approx([2 / 3, 1, 0], abs=1e-4)
+    assert s.macro_f1 == pytest.approx((2 / 3 + 0.8 + 0) / 3, abs=1e-4)
+    assert s.accuracy == pytest.approx(4 / 6, abs=1e-4) and s.unclassified == 0
+
+
+def test_the_unclassified_threshold_drops_the_scores_where_calls_are_mostly_wrong():
+    """Calls scoring under 0.5 are right one time in four, over it nine times in ten: the threshold falls
+    between the two groups, and the cells under it are counted as unclassified, not in the confusion matrix."""
+    rng = np.random.default_rng(0)
+    low, high = rng.uniform(0.3, 0.5, 40), rng.uniform(0.6, 1.0, 200)
+    top = np.concatenate([low, high])
+    right = np.concatenate([np.arange(40) % 4 == 0, np.arange(200) % 10 != 0])
+    truth = np.zeros(len(top), int)
+    pred = np.where(right, 0, 1)
+    probs = np.repeat(((1 - top) / 4)[:, None], 5, axis=1)  # five classes: the top score is the call's
+    probs[np.arange(len(top)), pred] = top
+    t = unclassified_threshold(probs, truth)
+    assert 0.5 < t <= high.min()
+    s = type_scores(probs, truth, list("vwxyz"), t)
+    assert s.unclassified == pytest.approx(40 / 240, abs=1e-4)
+    assert s.accuracy == pytest.approx(0.9, abs=1e-4)
+    assert unclassified_threshold(np.eye(2)[[0, 1]], np.array([0, 1])) == 0.0  # all right: nothing is dropped
+
+
+def test_the_differential_shares_exclude_erythroblasts_and_the_unclassified():
+    from scipy.stats import binomtest
+
+    names = ["erythroblast", "lymphocyte", "neutrophil"]
+    index = np.array([2] * 6 + [1] * 3 + [0] + [UNTYPED] * 2 + [NOT_TYPED] * 5)
+    diff = differential(CellTypes(names, index, np.ones(len(index))))
+    assert diff["counts"] == {"erythroblast": 1, "lymphocyte": 3, "neutrophil": 6, "unclassified": 2}
+    assert diff["classified"] == 9
+    ne = diff["per_100"]["neutrophil"]
+    assert ne["value"] == pytest.approx(100 * 6 / 9, abs=0.05)
+    ci = binomtest(6, 9).proportion_ci(method="wilson")
+    assert ne["ci95"] == [pytest.approx(100 * ci.low, abs=0.05), pytest.approx(100 * ci.high, abs=0.05)]
+    assert diff["erythroblast_per_100_wbc"]["value"] == pytest.approx(100 / 9, abs=0.05)
+    assert "erythroblast" not in diff["per_100"]
+    empty = differential(CellTypes(names, np.array([NOT_TYPED] * 3), np.zeros(3)))
+    assert empty["classified"] == 0 and empty["per_100"]["neutrophil"] is None
+    assert empty["erythroblast_per_100_wbc"] is None
+
+
+def test_a_differential_model_without_its_sidecar_is_refused_in_one_line(tmp_path):
+    from bccd_yolo.count.detector import default_weights
+    from bccd_yolo.count.differential import Differential
+
+    with pytest.raises(InputError, match="not a white-cell type classifier"):
+        Differential(default_weights())
+    bad = tmp_path / "m.pt"
+    bad.write_bytes(b"x")
+    bad.with_suffix(".types.json").write_text(json.dumps({"classes": ["a"]}))
+    with pytest.raises(InputError, match="sidecar m.types.json"):
+        Differential(bad)
