@@ -223,7 +223,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     if results:
         print(table(results, detector.names))
         if differential is not None:
-            print(differential_table(results) or "differential: no white cells found")
+            print(differential_table(results, differential.score_floor) or "differential: no white cells found")
     for line in qc_lines(results):  # printed under --quiet too: a count that may be wrong must not pass unseen
         print(line)
     write_reports(results, detector, errors, args.json, args.csv, args.geojson, args.tile, args.overlap)
@@ -663,6 +663,12 @@ def add_report(sub: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def add_serve(sub: Any) -> None:
+    from .serve.cli import add_serve as add
+
+    add(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="bccd-yolo", formatter_class=HelpFormatter,
@@ -680,6 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit(sub)
     add_calibrate(sub)
     add_report(sub)
+    add_serve(sub)
     return parser
 
 

@@ -1,0 +1,188 @@
+"""One count request: uploads saved under names the server makes, counted by `count_images` (the CLI's path), and
+its reports (CSV, JSON, GeoJSON) and overlays kept in a folder of the server's temporary directory."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+from ..core.errors import InputError
+from ..core.fsutil import atomic_write_text
+from ..count.options import CountOptions
+from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ..count.counting import ImageCount
+    from ..count.detector import Detector
+    from ..count.differential import Differential
+
+SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+CHUNK = 1 << 20
+
+
+def safe_suffix(filename: str | None) -> str:
+    """The client's file suffix, lower case, if it is a plain one (".jpg"); else "" (open_image then says why)."""
+    suffix = PurePosixPath((filename or "").replace("\\", "/")).suffix
+    return suffix.lower() if SAFE_SUFFIX.fullmatch(suffix) else ""
+
+
+def display_name(filename: str | None, index: int) -> str:
+    """The client's file name without folders, for showing only (never used as a path)."""
+    name = PurePosixPath((filename or "").replace("\\", "/")).name
+    return name[:200] or f"upload {index + 1}"
+
+
+@dataclass
+class Job:
+    """A request's folder: in/ the uploads, out/ the overlays, reports/ the downloads; `names` maps each saved
+    upload to the client's name, `files` the downloadable names of reports/ and out/."""
+
+    folder: Path
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    names: dict[str, str] = field(default_factory=dict)
+    reports: set[str] = field(default_factory=set)
+    overlays: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for sub in ("in", "out", "reports"):
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def save(self, stream: IO[bytes], filename: str | None) -> Path:
+        """Copy one upload under a name the server makes (its index and the checked suffix)."""
+        index = len(self.names)
+        path = self.folder / "in" / f"image{index:03d}{safe_suffix(filename)}"
+        with path.open("wb") as f:
+            shutil.copyfileobj(stream, f, CHUNK)
+        self.names[str(path)] = display_name(filename, index)
+        return path
+
+    def file(self, name: str, overlay: bool = False) -> Path | None:
+        """A downloadable file by name; None for any name this job did not write (traversal included)."""
+        known = self.overlays if overlay else self.reports
+        if not SAFE_NAME.fullmatch(name) or name not in known:
+            return None
+        return self.folder / ("out" if overlay else "reports") / name
+
+
+class Counter:
+    """The model, loaded once on the first count, and the lock that keeps counts one at a time."""
+
+    def __init__(self, settings: ServeSettings):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self._detector: Detector | None = None
+        self._differential: Differential | None = None
+
+    def load(self) -> tuple[Detector, Differential | None]:
+        """The CLI's defaults for `count` (backend auto, fp32, iou 0.7, batch 8), at the settings' weights."""
+        if self._detector is None:
+            from ..count.detector import Detector, default_weights
+            from ..count.differential import SHIPPED_TYPES, Differential
+
+            weights = self.settings.weights or default_weights()
+            self._detector = Detector(weights, backend=self.settings.backend, conf=self.settings.conf, quiet=True)
+            if self.settings.differential and SHIPPED_TYPES.is_file():
+                self._differential = Differential(SHIPPED_TYPES, self.settings.backend)
+        return self._detector, self._differential
+
+    def detector(self, conf: float | dict[str, float] | None) -> Detector:
+        """The loaded model at other thresholds: a shallow copy sharing its network."""
+        from ..count.thresholds import Thresholds
+
+        detector, _ = self.load()
+        if conf is None:
+            return detector
+        other = copy.copy(detector)
+        other.thresholds = Thresholds.for_model(detector.weights, detector.names, conf)
+        return other
+
+    def count(self, job: Job, options: CountOptions, conf: float | dict[str, float] | None) -> dict:
+        """Count the job's uploads as `bccd-yolo count --out` would; write its reports; the page's JSON."""
+        from ..count.counting import count_images
+
+        with self.lock:
+            detector = self.detector(conf)
+            _, differential = self.load()
+            inputs = [Path(p) for p in job.names]
+            results, errors = count_images(inputs, detector, options, job.folder / "out", progress=False,
+                                           differential=differential)
+        shown = [replace(r, path=job.names.get(r.path, Path(r.path).name)) for r in results]
+        stems = write_reports(job, shown, results, detector, errors, options)
+        return page_json(job, shown, results, detector, errors, options, stems)
+
+
+def write_reports(job: Job, shown: list[ImageCount], results: list[ImageCount], detector: Detector,
+                  errors: list[InputError], options: CountOptions) -> dict[str, str]:
+    """counts.csv and counts.json as `count --csv/--json` write them (paths: the client's names), and one
+    <stem>.geojson per image; returns each image's stem (the overlays' too)."""
+    from ..count.counting import output_stems
+    from ..count.outputs import to_csv, to_geojson, to_json
+    from ..count.overlay import colour
+
+    reports = job.folder / "reports"
+    data = to_json(shown, detector, client_errors(job, errors), options.tile, options.overlap)
+    atomic_write_text(reports / "counts.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(reports / "counts.csv", to_csv(shown, detector))
+    job.reports |= {"counts.json", "counts.csv"}
+    colours = {n: colour(n, i) for i, n in enumerate(detector.names)}
+    stems = {str(p): s for p, s in output_stems([Path(r.path) for r in results]).items()}
+    for r, s in zip(results, shown):
+        name = f"{stems[r.path]}.geojson"
+        atomic_write_text(reports / name, json.dumps(to_geojson(s, colours, r.origin)) + "\n")
+        job.reports.add(name)
+        job.overlays |= {Path(p).name for p in r.overlay}
+    return stems
+
+
+def client_errors(job: Job, errors: list[InputError]) -> list[InputError]:
+    """The errors with the client's file names in place of the server's, in the message too."""
+    out = []
+    for e in errors:
+        template = e.template
+        for path, name in job.names.items():
+            template = template.replace(path, name)
+        out.append(InputError(job.names.get(e.path or "", e.path), template, e.option))
+    return out
+
+
+def finite(value: Any) -> Any:
+    """JSON for browsers: an infinite interval bound (a ratio to zero cells) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def page_json(job: Job, shown: list[ImageCount], results: list[ImageCount], detector: Detector,
+              errors: list[InputError], options: CountOptions, stems: dict[str, str]) -> dict:
+    """`to_json` (as in counts.json) plus the job id, per-image file URLs and one message per bad file."""
+    from ..count.outputs import qc_lines, to_json
+
+    bad = client_errors(job, errors)
+    data = to_json(shown, detector, bad, options.tile, options.overlap)
+    base = f"/api/result/{job.id}"
+    for image, r in zip(data["images"], results):
+        names = [Path(p).name for p in r.overlay]
+        view = next((n for n in names if n.endswith((".jpg", ".png"))), None)
+        image["overlay"] = [f"{base}/overlay/{n}" for n in names]
+        image["overlay_url"] = f"{base}/overlay/{view}" if view else None
+        image["geojson_url"] = f"{base}/{stems[r.path]}.geojson"
+        image["name"] = image["path"]
+    data["id"] = job.id
+    data["downloads"] = {"csv": f"{base}/counts.csv", "json": f"{base}/counts.json"}
+    data["messages"] = [e.render(lambda n: n) for e in bad]
+    data["qc_lines"] = qc_lines(shown)
+    return finite(data)
