@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=Path("datasets/bccd/images/test"))
     ap.add_argument("--backend", default="onnx")
     ap.add_argument("--format", choices=("tif", "png"), default="tif")
+    ap.add_argument("--count-args", default="", help="more count options, e.g. '--no-differential --mpp 0.0754'")
     args = ap.parse_args()
     photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.images.glob("*.jpg"))]
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +74,7 @@ def main() -> None:
                "--json", str(Path(tmp) / "c.json"), "--out", str(Path(tmp) / "ov")]
         if args.weights:
             cmd += ["--weights", args.weights]
+        cmd += args.count_args.split()
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
@@ -80,7 +82,8 @@ def main() -> None:
         report = json.loads((Path(tmp) / "c.json").read_text())["images"][0]
     mp = args.side**2 / 1e6
     print(f"\n{args.format} slide {args.side}x{args.side} ({mp:.0f} MP, {mp * 3:.0f} MB decoded), {placed} BCCD photos, "
-          f"written in {written:.0f} s; counted with --backend {args.backend}, overlay and preview included")
+          f"written in {written:.0f} s; counted with --backend {args.backend} {args.count_args}, overlay and preview "
+          "included")
     print(f"{'tiles':>6} {'cells':>7} {'seconds':>8} {'MP/s':>6} {'peak RSS MB':>12}")
     print(f"{report['tiles']:>6} {sum(report['counts'].values()):>7} {seconds:>8.0f} {mp / seconds:>6.2f} {peak_mb:>12.0f}")
 
