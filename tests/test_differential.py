@@ -150,3 +150,107 @@ def test_a_differential_model_without_its_sidecar_is_refused_in_one_line(tmp_pat
     bad.with_suffix(".types.json").write_text(json.dumps({"classes": ["a"]}))
     with pytest.raises(InputError, match="sidecar m.types.json"):
         Differential(bad)
+
+
+BCCD_PHOTO = "BloodImage_00007.jpg"
+
+
+@pytest.fixture(scope="module")
+def counted_photo(bccd_source, tmp_path_factory):
+    """One BCCD photo counted with the shipped differential and without it."""
+    from bccd_yolo.cli import main
+
+    tmp = tmp_path_factory.mktemp("diff")
+    photo = bccd_source / "BCCD" / "JPEGImages" / BCCD_PHOTO
+    assert main(["count", str(photo), "--json", str(tmp / "on.json"), "--geojson", str(tmp / "on.geojson"),
+                 "--csv", str(tmp / "on.csv"), "--quiet"]) == 0
+    assert main(["count", str(photo), "--json", str(tmp / "off.json"), "--no-differential", "--quiet"]) == 0
+    return (json.loads((tmp / "on.json").read_text()), json.loads((tmp / "off.json").read_text()),
+            json.loads((tmp / "on.geojson").read_text()), (tmp / "on.csv").read_text())
+
+
+def test_count_types_every_white_cell_and_nothing_else(counted_photo):
+    on, off, _, _ = counted_photo
+    image = on["images"][0]
+    wbc = [d for d in image["detections"] if d["class"] == "WBC"]
+    assert wbc and all("type" in d and 0 < d["type_score"] <= 1 for d in wbc)
+    assert all("type" not in d for d in image["detections"] if d["class"] != "WBC")
+    diff = image["differential"]
+    assert sum(diff["counts"].values()) == len(wbc)
+    # the shares are over classified leukocytes: erythroblasts (nucleated red cells) and the unclassified are not
+    assert diff["classified"] == len(wbc) - diff["counts"]["unclassified"] - diff["counts"]["erythroblast"]
+    # typing never changes what was counted
+    assert image["counts"] == off["images"][0]["counts"]
+    assert [d["box"] for d in image["detections"]] == [d["box"] for d in off["images"][0]["detections"]]
+    assert "differential" not in off["images"][0] and "total_differential" not in off
+
+
+def test_qupath_gets_each_white_cell_as_a_derived_class_and_the_csv_its_shares(counted_photo):
+    on, _, geo, csv_text = counted_photo
+    types = [d["type"] for d in on["images"][0]["detections"] if d["class"] == "WBC"]
+    names = sorted(f["properties"]["classification"]["name"] for f in geo["features"]
+                   if f["properties"]["classification"]["name"].startswith("WBC"))
+    assert names == sorted(f"WBC: {t}" for t in types)
+    import csv
+    import io
+
+    row = next(csv.DictReader(io.StringIO(csv_text)))
+    for t, n in on["images"][0]["differential"]["counts"].items():
+        assert int(row[f"wbc_{t}"]) == n
+
+
+def test_a_detector_given_as_the_differential_is_refused_in_one_line(bccd_source, tmp_path, capsys):
+    from bccd_yolo.cli import main
+    from bccd_yolo.count.detector import default_weights
+
+    photo = bccd_source / "BCCD" / "JPEGImages" / BCCD_PHOTO
+    code = main(["count", str(photo), "--differential", str(default_weights()), "--json", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "bccd_yolov3_tiny.pt" in err[0] and "type classifier" in err[0]
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_an_image_without_white_cells_has_an_empty_differential_not_an_error(tmp_path, capsys):
+    from bccd_yolo.cli import main
+
+    blank = tmp_path / "glass.png"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 235, np.uint8))
+    assert main(["count", str(blank), "--json", str(tmp_path / "c.json"), "--quiet"]) == 0
+    body = json.loads((tmp_path / "c.json").read_text())
+    assert body["images"][0]["differential"]["classified"] == 0
+    assert "differential: count" in capsys.readouterr().out
+
+
+def test_the_shipped_classifiers_export_calls_what_its_checkpoint_calls(bccd_source):
+    """OpenVINO (what count runs) against the torch checkpoint on real crops. The export stores FP16 weights, so
+    probabilities may differ by a few thousandths; 0.02 leaves room for that and still catches a wrong
+    channel order or scaling (which moves them by tenths)."""
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.differential import SHIPPED_TYPES, Differential, _TorchClassifier, read_crop
+
+    src = open_image(bccd_source / "BCCD" / "JPEGImages" / BCCD_PHOTO)
+    try:
+        crops = [read_crop(src, np.array(b, float), 0.08, 25.0) for b in ([260, 170, 490, 380], [60, 230, 170, 340])]
+    finally:
+        src.close()
+    exported = Differential(SHIPPED_TYPES, "openvino")
+    reference = Differential(SHIPPED_TYPES, "torch")
+    assert isinstance(reference._load(), _TorchClassifier)
+    a, b = exported.probabilities(crops), reference.probabilities(crops)
+    assert np.allclose(a.sum(axis=1), 1, atol=1e-3)
+    assert np.abs(a - b).max() < 0.02
+
+
+def test_a_differential_that_blood_rarely_shows_or_that_scores_low_is_doubted():
+    from bccd_yolo.count.differential import doubts
+
+    names = ["erythroblast", "lymphocyte", "neutrophil"]
+    usual = CellTypes(names, np.array([2] * 7 + [1] * 4 + [0]), np.full(12, 0.95))  # 1 erythroblast per 11: 9/100
+    assert doubts(usual, floor=0.7) == []
+    odd = CellTypes(names, np.array([0] * 8 + [2] * 4), np.full(12, 0.95))  # 8 per 4: 200 per 100 white cells
+    assert [r.split(":")[0] for r in doubts(odd, 0.7)] == ["differential"] and "8 of 12" in doubts(odd, 0.7)[0]
+    few = CellTypes(names, np.array([0] * 5 + [2] * 4), np.full(9, 0.95))  # too few cells to call it odd
+    assert doubts(few, 0.7) == []
+    low = CellTypes(names, np.array([2, 1, 2, NOT_TYPED]), np.array([0.5, 0.6, 0.55, 0.0]))
+    assert len(doubts(low, 0.7)) == 1 and "0.55 (median)" in doubts(low, 0.7)[0]
+    assert doubts(low, 0.5) == []  # the median (0.55) is over this floor

@@ -407,9 +407,13 @@ def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: Co
     result.regions = [RegionCount(r.name, detector.names, d.subset(in_region(d, r)), r.area_px)
                       for r in plan.regions or []]
     if differential is not None:
+        from .differential import doubts
+
         opened = src if src is not None else open_image(plan.path)
         try:
             result.types = type_cells(d, detector, differential, opened, result.mpp)
+            if options.qc:
+                result.qc += doubts(result.types, differential.score_floor)
             for g, r in zip(result.regions, plan.regions or []):
                 g.types = result.types.subset(in_region(d, r))
         finally:

@@ -27,6 +27,12 @@ NOT_TYPED = -2  # a detection that is not a white cell
 UNTYPED = -1  # a white cell whose top score is under the threshold
 ERYTHROBLAST = "erythroblast"  # nucleated red cells: reported per 100 white cells, outside the leukocyte shares
 CLINICAL_MINIMUM = 100  # white cells a manual differential counts at least
+MIN_CELLS_FOR_SHIFT = 3  # white cells whose median type score can say the microscope is unlike the training one
+# Erythroblasts per 100 white cells above which a differential is checked by eye: normal adult blood shows none,
+# and beyond ~20 only severe marrow stress or neonates do. On photos of a microscope the classifier never saw
+# (BCCD: docs/guide/differential.md) it calls neutrophils and lymphocytes erythroblasts, with high scores.
+ERYTHROBLAST_PLAUSIBLE = 20.0
+MIN_CELLS_FOR_PLAUSIBILITY = 10
 ABBREVIATIONS = {"basophil": "BA", "eosinophil": "EO", "erythroblast": "ERB", "ig": "IG", "lymphocyte": "LY",
                  "monocyte": "MO", "neutrophil": "NE", UNCLASSIFIED: "?"}
 WBC = "WBC"
@@ -84,6 +90,7 @@ class Differential:
         self.imgsz = int(body["imgsz"])
         self.crop_um = float(body["geometry"]["crop_um"])
         self.field_mpp = float(body["geometry"]["mpp"])  # the training fields' scale
+        self.score_floor = float(body.get("score_floor", 0.0))  # 5th percentile of val cells' top scores
         self.backend, self.batch = backend, batch
         self._model: object | None = None
 
@@ -203,6 +210,38 @@ def merged(parts: list[CellTypes]) -> CellTypes | None:
     if not parts:
         return None
     return CellTypes(parts[0].names, np.concatenate([p.index for p in parts]), np.concatenate([p.score for p in parts]))
+
+
+def doubts(types: CellTypes, floor: float) -> list[str]:
+    """Why a differential may be wrong: low type scores for the classifier, or an implausible erythroblast share."""
+    return [r for r in (shift_reason(types, floor), erythroblast_reason(types)) if r]
+
+
+def erythroblast_reason(types: CellTypes) -> str | None:
+    if ERYTHROBLAST not in types.names:
+        return None
+    diff = differential(types)
+    ratio = diff.get(f"{ERYTHROBLAST}_per_100_wbc")
+    cells = diff["classified"] + diff["counts"][ERYTHROBLAST]
+    if ratio is None or cells < MIN_CELLS_FOR_PLAUSIBILITY or ratio["value"] <= ERYTHROBLAST_PLAUSIBLE:
+        return None
+    return (f"differential: {diff['counts'][ERYTHROBLAST]} of {cells} white cells called erythroblasts "
+            f"({ratio['value']:.0f} per 100 white cells), which blood rarely shows: check the types on the overlay; "
+            "on a microscope the classifier has not learnt it takes neutrophils and lymphocytes for erythroblasts")
+
+
+def shift_reason(types: CellTypes, floor: float) -> str | None:
+    """A qc reason when an image's white cells score lower than the classifier's own val cells do: the mark of a
+    microscope, stain or scale it has not learnt, where its types are guesses. Needs 3 cells to say anything."""
+    scores = types.score[types.index != NOT_TYPED]
+    if len(scores) < MIN_CELLS_FOR_SHIFT or floor <= 0:
+        return None
+    median = float(np.median(scores))
+    if median >= floor:
+        return None
+    return (f"differential: its {len(scores)} white cells score {median:.2f} (median), under what 95 % of the "
+            f"classifier's own val cells score ({floor:.2f}): a stain or microscope it has not learnt; read the "
+            "types as guesses")
 
 
 def overlay_labels(types: CellTypes | None, d: Detections) -> list[str | None] | None:

@@ -196,10 +196,11 @@ def table(results: list[ImageCount], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def differential_table(results: list[ImageCount]) -> str:
+def differential_table(results: list[ImageCount], score_floor: float = 0.0) -> str:
     """Per image and in total: each type's count and share per 100 classified white cells [95 % CI], erythroblasts
-    per 100 white cells, the unclassified; and a note when the total rests on fewer than 100 white cells."""
-    from .differential import ABBREVIATIONS, CLINICAL_MINIMUM, ERYTHROBLAST, UNCLASSIFIED
+    per 100 white cells, the unclassified; a note when the total rests on fewer than 100 white cells, and a
+    warning when the white cells score lower than the classifier's val cells (`score_floor`)."""
+    from .differential import ABBREVIATIONS, CLINICAL_MINIMUM, ERYTHROBLAST, UNCLASSIFIED, doubts
 
     typed = [r for r in results if r.types is not None]
     total = merged([r.types for r in typed if r.types is not None])
@@ -226,6 +227,8 @@ def differential_table(results: list[ImageCount]) -> str:
     if classified < CLINICAL_MINIMUM:
         lines.append(f"note: this differential rests on {classified} classified white cells; a manual differential "
                      f"counts at least {CLINICAL_MINIMUM}, and the intervals above show how little fewer can say")
+    if len(typed) > 1:  # one image: its own qc lines say it
+        lines += [f"qc: all images: {reason}" for reason in doubts(total, score_floor)]
     return "\n".join(lines)
 
 
