@@ -57,30 +57,18 @@ def draw_fields(source: str, n: int, draw: int, folder: Path) -> Path:
 
 def evaluate(weights: Path, source: str) -> dict:
     """Count MAE, bias and AP50 per class on the source's val fields, counted as `count` counts them."""
-    from bccd_yolo.core.images import open_image
-    from bccd_yolo.count.counting import count_images, detect_image
     from bccd_yolo.count.detector import Detector
     from bccd_yolo.data.convert import ClassSpec, read_source
     from bccd_yolo.data.sources import SourceSpec
     from bccd_yolo.measure.evaluate import EVAL_CONF
-    from bccd_yolo.measure.per_source import FieldResult, fields_of, summarise
+    from bccd_yolo.measure.per_source import count_fields, fields_of, summarise
 
     det = Detector(weights, backend="torch", quiet=True)
     low = Detector(weights, backend="torch", conf=EVAL_CONF, quiet=True)
     data, _ = read_source(SourceSpec(source, SHARED / "txl-pbc-other" / source), ClassSpec.parse(",".join(det.names)),
                           ",".join(CLASS_ORDER), "official", 0, 0.0, 0.0, "drop")
     fields = fields_of(data.splits["val"], det.names)
-    counted, errors = count_images([f.path for f in fields], det, progress=False)
-    assert not errors, errors[0]
-    results = []
-    for f, c in zip(fields, counted):
-        src = open_image(f.path)
-        try:
-            ranked = detect_image(src, low, tile=0, progress=False, mpp=c.mpp)[0]
-        finally:
-            src.close()
-        results.append(FieldResult(f, c.detections, ranked, c.qc))
-    return summarise(results, det.names)
+    return summarise(count_fields(fields, det, low), det.names)
 
 
 def run_one(source: str, n: int, stage: str, draw: int, work: Path, base: Path) -> dict:
@@ -169,7 +157,7 @@ def main() -> None:
                         print(f"{source} N={n} stage {stage} draw {draw}: RBC {c['RBC']['count_mae']:.2f} "
                               f"WBC {c['WBC']['count_mae']:.2f} Plt {c['Platelets']['count_mae']:.2f}; "
                               f"{r.get('adapt_seconds', 0) / 60:.1f} min", flush=True)
-    records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_n*.json")) if not p.name.startswith("settings")]
     print(table(records))
     plot(records, OUT / "adapt_curve.png")
     (OUT / "README.md").write_text("# adapt learning curve\n\n`python benchmarks/adapt_curve.py` (see its docstring)\n\n"

@@ -51,12 +51,10 @@ def main() -> None:
     p.add_argument("--sources", default="bccd,pbc,raabin")
     args = p.parse_args()
 
-    from bccd_yolo.core.images import open_image
-    from bccd_yolo.count.counting import count_images, detect_image
     from bccd_yolo.count.detector import Detector
     from bccd_yolo.count.options import CountOptions
     from bccd_yolo.measure.evaluate import EVAL_CONF
-    from bccd_yolo.measure.per_source import FieldResult, summarise, table
+    from bccd_yolo.measure.per_source import count_fields, summarise, table
 
     det = Detector(args.weights, backend=args.backend, quiet=True, precision=args.precision)
     low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True, precision=args.precision)
@@ -65,16 +63,7 @@ def main() -> None:
     summaries, timing = {}, {}
     for name, fields in sources.items():
         start = time.perf_counter()
-        counted, errors = count_images([f.path for f in fields], det, options, progress=False)
-        assert not errors, errors[0]
-        results = []
-        for f, c in zip(fields, counted):
-            src = open_image(f.path)
-            try:
-                ranked = detect_image(src, low, tile=0, progress=False, mpp=c.mpp)[0]
-            finally:
-                src.close()
-            results.append(FieldResult(f, c.detections, ranked, c.qc))
+        results = count_fields(fields, det, low, options)
         summaries[name] = summarise(results, det.names)
         summaries[name]["flagged"] = {Path(r.sample.path).name: r.qc for r in results if r.qc}
         timing[name] = round(time.perf_counter() - start, 1)

@@ -40,6 +40,27 @@ class FieldResult:
     qc: list[str] = field(default_factory=list)
 
 
+def count_fields(fields: list[LabelledField], counter: Any, ranker: Any, options: Any = None) -> list[FieldResult]:
+    """Each field counted as `count` counts it (`counter`, a Detector at its thresholds, and CountOptions), and
+    predicted down to the evaluation floor (`ranker`) at the scale it was counted at, for AP."""
+    from ..core.images import open_image
+    from ..count.counting import count_images, detect_image
+    from ..count.options import CountOptions
+
+    counted, errors = count_images([f.path for f in fields], counter, options or CountOptions(), progress=False)
+    if errors:
+        raise errors[0]
+    results = []
+    for f, c in zip(fields, counted):
+        src = open_image(f.path)
+        try:
+            ranked = detect_image(src, ranker, tile=0, progress=False, mpp=c.mpp)[0]
+        finally:
+            src.close()
+        results.append(FieldResult(f, c.detections, ranked, c.qc))
+    return results
+
+
 def fields_of(annotations: list[ImageAnnotation], names: list[str]) -> list[LabelledField]:
     return [LabelledField(a.image_path, a.width, a.height, boxes_as_detections(a.boxes, names)) for a in annotations]
 
