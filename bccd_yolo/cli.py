@@ -241,13 +241,9 @@ def cmd_count(args: argparse.Namespace) -> int:
 def differential_model(args: argparse.Namespace):
     """The white-cell type classifier `count` runs: --differential, else the shipped one; None with
     --no-differential (or when none is shipped and none was asked for)."""
-    from .count.differential import SHIPPED_TYPES, Differential
+    from .count.differential import default_differential
 
-    if args.no_differential:
-        return None
-    weights = args.differential or (SHIPPED_TYPES if SHIPPED_TYPES.is_file() else None)
-    backend = args.backend if args.backend != "torch" else "torch"
-    return None if weights is None else Differential(weights, backend)
+    return None if args.no_differential else default_differential(args.differential, args.backend)
 
 
 def cmd_train_differential(args: argparse.Namespace) -> int:

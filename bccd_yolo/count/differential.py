@@ -18,7 +18,7 @@ import numpy as np
 from ..core.detections import Detections
 from ..core.errors import InputError
 from ..core.images import ImageSource
-from ..data.cell_crops import cell_crop
+from ..data.cell_crops import CROP_PX, cell_crop, crop_side
 from ..model.exports import ExportRecord
 
 SHIPPED_TYPES = Path(__file__).resolve().parents[1] / "weights" / "bccd_wbc_types.pt"
@@ -141,9 +141,9 @@ def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR)
 
 
-def read_crop(src: ImageSource, box: np.ndarray, mpp: float, crop_um: float, out_px: int = 192) -> np.ndarray:
+def read_crop(src: ImageSource, box: np.ndarray, mpp: float, crop_um: float, out_px: int = CROP_PX) -> np.ndarray:
     """The crop of `crop_um` around a box's centre, read from the source (a slide is never read whole)."""
-    side = max(1, round(crop_um / mpp))
+    side = crop_side(crop_um, mpp)
     cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
     x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
     x1, y1 = min(src.width, round(cx + side / 2) + 1), min(src.height, round(cy + side / 2) + 1)
@@ -164,7 +164,7 @@ class ExportedClassifier:
         out = []
         for i in range(0, len(crops), self.batch):
             x = np.ascontiguousarray(np.stack(crops[i:i + self.batch]).transpose(0, 3, 1, 2), dtype=np.float32) / 255
-            out.append(np.asarray(self._runner._run(x)).reshape(len(x), -1))
+            out.append(self._runner.raw(x).reshape(len(x), -1))
         return np.concatenate(out)
 
 
@@ -180,6 +180,18 @@ class _TorchClassifier:
         from ..yolo.classify import predict_probs
 
         return predict_probs(self.model, [c[..., ::-1] for c in crops], crops[0].shape[0])
+
+
+def default_differential(weights: Path | None, backend: str = "auto") -> Differential | None:
+    """The classifier `count` and the page run: `weights`, else the shipped one where it is installed."""
+    chosen = weights or (SHIPPED_TYPES if SHIPPED_TYPES.is_file() else None)
+    return None if chosen is None else Differential(chosen, backend)
+
+
+def share(diff: dict, name: str) -> dict | None:
+    """A type's figure in a `differential`: its share per 100 classified leukocytes, or for erythroblasts their
+    number per 100 of them."""
+    return diff.get(f"{ERYTHROBLAST}_per_100_wbc") if name == ERYTHROBLAST else diff["per_100"][name]
 
 
 def differential(types: CellTypes) -> dict:

@@ -110,24 +110,23 @@ def _type_fields(r: ImageCount, i: int) -> dict:
 
 
 def differential_columns(types_names: list[str]) -> list[str]:
-    from .differential import ERYTHROBLAST, UNCLASSIFIED
+    from .differential import UNCLASSIFIED
 
     cols = [f"wbc_{t}" for t in [*types_names, UNCLASSIFIED]]
     for t in types_names:
-        key = f"{ERYTHROBLAST}_per_100_wbc" if t == ERYTHROBLAST else f"{t}_per_100_wbc"
-        cols += [key, f"{key}_ci95_low", f"{key}_ci95_high"]
+        cols += [f"{t}_per_100_wbc", f"{t}_per_100_wbc_ci95_low", f"{t}_per_100_wbc_ci95_high"]
     return cols
 
 
 def differential_cells(types: CellTypes | None, types_names: list[str]) -> list:
-    from .differential import ERYTHROBLAST, UNCLASSIFIED
+    from .differential import UNCLASSIFIED, share
 
     if types is None:
         return [""] * len(differential_columns(types_names))
     diff = differential(types)
     cells: list = [diff["counts"][t] for t in [*types_names, UNCLASSIFIED]]
     for t in types_names:
-        v = diff.get(f"{ERYTHROBLAST}_per_100_wbc") if t == ERYTHROBLAST else diff["per_100"][t]
+        v = share(diff, t)
         cells += ["", "", ""] if v is None else [v["value"], *v["ci95"]]
     return cells
 
@@ -200,7 +199,7 @@ def differential_table(results: list[ImageCount], score_floor: float = 0.0) -> s
     """Per image and in total: each type's count and share per 100 classified white cells [95 % CI], erythroblasts
     per 100 white cells, the unclassified; a note when the total rests on fewer than 100 white cells, and a
     warning when the white cells score lower than the classifier's val cells (`score_floor`)."""
-    from .differential import ABBREVIATIONS, CLINICAL_MINIMUM, ERYTHROBLAST, UNCLASSIFIED, doubts
+    from .differential import ABBREVIATIONS, CLINICAL_MINIMUM, ERYTHROBLAST, UNCLASSIFIED, doubts, share
 
     typed = [r for r in results if r.types is not None]
     total = merged([r.types for r in typed if r.types is not None])
@@ -215,7 +214,7 @@ def differential_table(results: list[ImageCount], score_floor: float = 0.0) -> s
         diff = differential(types)
         cells = [label]
         for t in names:
-            v = diff.get(f"{ERYTHROBLAST}_per_100_wbc") if t == ERYTHROBLAST else diff["per_100"][t]
+            v = share(diff, t)
             n = diff["counts"][t]
             cells.append(f"{n}" if v is None else f"{n}: {v['value']:.0f} [{v['ci95'][0]:.0f}-{v['ci95'][1]:.0f}]")
         cells.append(str(diff["counts"][UNCLASSIFIED]))

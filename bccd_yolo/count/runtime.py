@@ -95,6 +95,10 @@ class ExportedModel:
         self.runs_at = "f32"
         return lambda x: session.run(None, {name: x})[0]
 
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """The network's output for a batch (n, 3, h, w) of floats in [0, 1]."""
+        return np.asarray(self._run(x))
+
     def __call__(self, images: list[np.ndarray], conf: float, native: bool = False, imgsz: int | None = None) -> list[Detections]:
         """As `yolo.predict.Predictor`: letterboxed to `imgsz`, or with `native` padded to the stride, never resized."""
         out: list[Detections] = []
@@ -106,7 +110,7 @@ class ExportedModel:
             else:
                 batch, boxes = letterbox(chunk, imgsz or self.train_imgsz, self.stride)
             x = np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2), dtype=np.float32) / 255
-            raw = np.asarray(self._run(x))
+            raw = self.raw(x)
             for k, (pred, im) in enumerate(zip(raw, chunk)):
                 d = decode(pred, conf, self.iou, self.max_det)
                 gain, px, py = boxes[k]

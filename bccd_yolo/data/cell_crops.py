@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.images import IMAGE_SUFFIXES
 
 CROP_UM = 25.0  # a monocyte, the largest normal white cell, is up to ~20 um across; a margin of its neighbours
 CROP_PX = 192  # stored crops: 0.13 um/px, finer than the classifier's input (it resizes to its imgsz)
 SPLITS = ("train", "val")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MANIFEST = "crops.json"
 
 
@@ -35,10 +35,24 @@ class CropGeometry:
     mpp: float
     out_px: int
 
-    @property
-    def side_px(self) -> int:
-        """The crop's side in the fields' own pixels."""
-        return max(1, round(self.crop_um / self.mpp))
+
+def crop_side(crop_um: float, mpp: float) -> int:
+    """A crop's side in the pixels of an image at `mpp` um/px."""
+    return max(1, round(crop_um / mpp))
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    """A field as OpenCV decodes it (BGR), or one line naming the file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(path, "cannot be read as an image")
+    return image
+
+
+def centre_crop(image: np.ndarray, mpp: float, crop_um: float = CROP_UM, out_px: int = CROP_PX) -> np.ndarray:
+    """The crop of a field centred on its typed cell (as pbc-wbc-types' fields are)."""
+    h, w = image.shape[:2]
+    return cell_crop(image, w / 2, h / 2, mpp, crop_um, out_px)
 
 
 def cell_crop(image: np.ndarray, cx: float, cy: float, mpp: float, crop_um: float = CROP_UM,
@@ -46,7 +60,7 @@ def cell_crop(image: np.ndarray, cx: float, cy: float, mpp: float, crop_um: floa
     """A square `crop_um` across centred on (cx, cy) of an image at `mpp` um/px, resampled to `out_px`.
     Where the square leaves the image it is filled by reflecting the smear (a constant colour would be a
     frame the classifier never saw in training)."""
-    side = max(1, round(crop_um / mpp))
+    side = crop_side(crop_um, mpp)
     h, w = image.shape[:2]
     x0, y0 = round(cx - side / 2), round(cy - side / 2)
     x1, y1 = x0 + side, y0 + side
@@ -127,12 +141,12 @@ def build_crops(src: Path, out: Path, geometry: CropGeometry,
         for cls, files in per_class.items():
             (staged / split / cls).mkdir(parents=True, exist_ok=True)
             for f in files:
-                image = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if image is None:
+                try:
+                    image = read_bgr(f)
+                except InputError:
                     shutil.rmtree(staged, ignore_errors=True)
-                    raise InputError(f, "cannot be read as an image")
-                h, w = image.shape[:2]
-                crop = cell_crop(image, w / 2, h / 2, geometry.mpp, geometry.crop_um, geometry.out_px)
+                    raise
+                crop = centre_crop(image, geometry.mpp, geometry.crop_um, geometry.out_px)
                 cv2.imwrite(str(staged / split / cls / f"{f.stem}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 done += 1
                 if progress:

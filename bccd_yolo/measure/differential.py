@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.cell_crops import cell_crop
+from ..data.cell_crops import centre_crop, read_bgr
 
 UNCLASSIFIED = "unclassified"
 
@@ -92,26 +92,10 @@ def evaluate_types(weights: Path, fields: Path, split: str = "val", backend: str
     unknown = sorted(set(per_class) - set(model.names))
     if unknown:
         raise InputError(fields, f"holds types the classifier does not know: {', '.join(unknown)}")
-    mpp = model.field_mpp
-    probs, truth = [], []
-    for cls, files in per_class.items():
-        for f in files:
-            rgb = _read_rgb(f)
-            h, w = rgb.shape[:2]
-            probs.append(model.probabilities([cell_crop(rgb, w / 2, h / 2, mpp, model.crop_um)])[0])
-            truth.append(model.names.index(cls))
-    return type_scores(np.array(probs), np.array(truth), model.names, model.threshold)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    from ..core.errors import InputError
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(path, "cannot be read as an image")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    crops = [np.ascontiguousarray(centre_crop(read_bgr(f), model.field_mpp, model.crop_um)[..., ::-1])
+             for files in per_class.values() for f in files]
+    truth = [model.names.index(cls) for cls, files in per_class.items() for _ in files]
+    return type_scores(model.probabilities(crops), np.array(truth), model.names, model.threshold)
 
 
 def plot_confusion(scores: TypeScores, path: Path) -> None:

@@ -87,12 +87,12 @@ class Counter:
         """The CLI's defaults for `count` (backend auto, fp32, iou 0.7, batch 8), at the settings' weights."""
         if self._detector is None:
             from ..count.detector import Detector, default_weights
-            from ..count.differential import SHIPPED_TYPES, Differential
+            from ..count.differential import default_differential
 
             weights = self.settings.weights or default_weights()
             self._detector = Detector(weights, backend=self.settings.backend, conf=self.settings.conf, quiet=True)
-            if self.settings.differential and SHIPPED_TYPES.is_file():
-                self._differential = Differential(SHIPPED_TYPES, self.settings.backend)
+            if self.settings.differential:
+                self._differential = default_differential(None, self.settings.backend)
         return self._detector, self._differential
 
     def detector(self, conf: float | dict[str, float] | None) -> Detector:
@@ -116,21 +116,24 @@ class Counter:
             inputs = [Path(p) for p in job.names]
             results, errors = count_images(inputs, detector, options, job.folder / "out", progress=False,
                                            differential=differential)
+        from ..count.outputs import to_json
+
         shown = [replace(r, path=job.names.get(r.path, Path(r.path).name)) for r in results]
-        stems = write_reports(job, shown, results, detector, errors, options)
-        return page_json(job, shown, results, detector, errors, options, stems)
+        bad = client_errors(job, errors)
+        data = to_json(shown, detector, bad, options.tile, options.overlap)
+        stems = write_reports(job, data, shown, results, detector)
+        return page_json(job, data, shown, results, bad, stems)
 
 
-def write_reports(job: Job, shown: list[ImageCount], results: list[ImageCount], detector: Detector,
-                  errors: list[InputError], options: CountOptions) -> dict[str, str]:
-    """counts.csv and counts.json as `count --csv/--json` write them (paths: the client's names), and one
-    <stem>.geojson per image; returns each image's stem (the overlays' too)."""
+def write_reports(job: Job, data: dict, shown: list[ImageCount], results: list[ImageCount],
+                  detector: Detector) -> dict[str, str]:
+    """counts.json (`data`, as `count --json` writes it) and counts.csv as `count --csv` writes it (paths: the
+    client's names), and one <stem>.geojson per image; returns each image's stem (the overlays' too)."""
     from ..count.counting import output_stems
-    from ..count.outputs import to_csv, to_geojson, to_json
+    from ..count.outputs import to_csv, to_geojson
     from ..count.overlay import colour
 
     reports = job.folder / "reports"
-    data = to_json(shown, detector, client_errors(job, errors), options.tile, options.overlap)
     atomic_write_text(reports / "counts.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(reports / "counts.csv", to_csv(shown, detector))
     job.reports |= {"counts.json", "counts.csv"}
@@ -166,13 +169,12 @@ def finite(value: Any) -> Any:
     return value
 
 
-def page_json(job: Job, shown: list[ImageCount], results: list[ImageCount], detector: Detector,
-              errors: list[InputError], options: CountOptions, stems: dict[str, str]) -> dict:
-    """`to_json` (as in counts.json) plus the job id, per-image file URLs and one message per bad file."""
-    from ..count.outputs import qc_lines, to_json
+def page_json(job: Job, data: dict, shown: list[ImageCount], results: list[ImageCount], bad: list[InputError],
+              stems: dict[str, str]) -> dict:
+    """`data` (`to_json`, already written as counts.json) plus the job id, per-image file URLs and one message
+    per bad file."""
+    from ..count.outputs import qc_lines
 
-    bad = client_errors(job, errors)
-    data = to_json(shown, detector, bad, options.tile, options.overlap)
     base = f"/api/result/{job.id}"
     for image, r in zip(data["images"], results):
         names = [Path(p).name for p in r.overlay]

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core.errors import InputError
 from ..core.fsutil import atomic_write_text, staged_dir
+from ..core.scale import RBC_DIAMETER_UM
 from ..data.convert import ClassSpec, data_yaml_text, read_source, write_source_images
 from ..data.sources import SourceData, SourceSpec, rbc_diameter
 from ..data.voc import ImageAnnotation
@@ -127,13 +128,14 @@ def held_back_errors(weights: Path, held: list[ImageAnnotation], names: list[str
     from ..count.counting import count_images
     from ..count.detector import Detector
     from ..data.labels import boxes_as_detections
+    from ..measure.evaluate import count_matrix
 
     det = Detector(weights, backend="torch", quiet=True)  # no export of a model that may be a step on the way
     counted, errors = count_images([a.image_path for a in held], det, progress=False)
     if errors:
         raise errors[0]
-    true = np.array([boxes_as_detections(a.boxes, names).counts(len(names)) for a in held])
-    pred = np.array([c.detections.counts(len(names)) for c in counted])
+    true = count_matrix([boxes_as_detections(a.boxes, names) for a in held], len(names))
+    pred = count_matrix([c.detections for c in counted], len(names))
     return {n: round(float(np.abs(pred[:, k] - true[:, k]).mean()), 3) for k, n in enumerate(names)}
 
 
@@ -156,7 +158,7 @@ def adapt(req: AdaptRequest) -> dict[str, Any]:
     name = req.name or f"adapt-{out.stem}"
     run_root = Path(req.project) / name
     scale = read_model_scale(base)
-    photo_rbc = None if scale is None else scale.rbc_px * max(CANVAS) / 640  # the model's red cell on its canvas
+    photo_rbc = None if scale is None else RBC_DIAMETER_UM / scale.photo_mpp  # the model's red cell in photo pixels
     LOGGER.info("%d fields: %d to train on, %d held back to check on: %s", len(fields), len(train), len(held),
                 ", ".join(a.image_path.name for a in held))
     resampled = write_dataset(data, train, held, names, photo_rbc, run_root / "data")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..core.errors import InputError
 from ..core.fsutil import atomic_write_text
 from ..count.differential import types_sidecar
-from ..data.cell_crops import CROP_PX, CROP_UM, CropDataset, CropGeometry, build_crops
+from ..data.cell_crops import CROP_PX, CROP_UM, CropDataset, CropGeometry, build_crops, read_bgr
 
 LOGGER = logging.getLogger(__name__)
 SCORE_FLOOR_PERCENTILE = 5  # count's qc warns when an image's white cells score under what 95 % of val cells score
@@ -152,7 +152,7 @@ def calibrate_types(weights: Path, crops: CropDataset, imgsz: int, seed: int = 0
     if sorted(names) != sorted(crops.classes):
         raise InputError(weights, f"classes {names} are not the crops' {crops.classes}")
     files = [(f, names.index(c)) for c in crops.classes for f in sorted((crops.root / "val" / c).glob("*.jpg"))]
-    images = [_read(f) for f, _ in files]
+    images = [read_bgr(f) for f, _ in files]
     shifted = _stain_shifted(images, seed)
     probs, moved = (np.concatenate([predict_probs(model, ims[i:i + 64], imgsz) for i in range(0, len(ims), 64)])
                     for ims in (images, shifted))
@@ -171,27 +171,20 @@ def calibrate_types(weights: Path, crops: CropDataset, imgsz: int, seed: int = 0
 
 
 def _stain_shifted(images: list[Any], seed: int) -> list[Any]:
-    """BGR crops with each stain's density scaled by 0.8-1.2 and shifted by +-0.05 (the training jitter), half
-    of them blurred by sigma 0.5-1.5, from a fixed seed."""
+    """BGR crops with each stain's density scaled and shifted as the training jitter does (StainTransform), half
+    of them blurred as in training (BlurTransform), from a fixed seed."""
     import cv2
     import numpy as np
 
-    from ..yolo.augment import stain_jitter
+    from ..yolo.augment import BlurTransform, StainTransform, stain_jitter
 
+    stain, blur = StainTransform(1.0), BlurTransform(1.0)
     rng = np.random.default_rng(seed)
     out = []
     for im in images:
-        moved = stain_jitter(im, rng.uniform(0.8, 1.2, 3), rng.uniform(-0.05, 0.05, 3))
+        moved = stain_jitter(im, rng.uniform(1 - stain.scale, 1 + stain.scale, 3), rng.uniform(-stain.shift, stain.shift, 3))
         if rng.random() < 0.5:
-            moved = cv2.GaussianBlur(moved, (0, 0), float(rng.uniform(0.5, 1.5)))
+            moved = cv2.GaussianBlur(moved, (0, 0), float(rng.uniform(*blur.sigmas)))
         out.append(moved)
     return out
 
-
-def _read(path: Path) -> Any:
-    import cv2
-
-    image = cv2.imread(str(path))
-    if image is None:
-        raise InputError(path, "cannot be read as an image")
-    return image
