@@ -83,8 +83,8 @@ class UltralyticsExport:
 
 def detector(weights: Path, backend: str) -> Detector:
     if not backend.startswith("ultralytics-"):
-        return Detector(weights, backend=backend)
-    d = Detector(weights, backend=backend.split("-", 1)[1])
+        return Detector(weights, backend=backend, precision="fp32")  # parity is of fp32 arithmetic
+    d = Detector(weights, backend=backend.split("-", 1)[1], precision="fp32")
     d.predictor, d.backend = UltralyticsExport(Path(weights), d.backend), backend
     return d
 

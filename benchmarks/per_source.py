@@ -41,13 +41,15 @@ def load_sources(split: str, names: list[str], wanted: list[str]):
 
 
 def main() -> None:
+    from bccd_yolo.count.options import DEFAULT_PRECISION
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=ROOT / "weights" / "bccd_yolov3_tiny.pt")
     p.add_argument("--split", default="val", choices=("val", "test"), help="BCCD's split (PBC and Raabin: val)")
     p.add_argument("--name", default="shipped")
     p.add_argument("--mpp", default=None, help="as count --mpp (default: count's default)")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "auto", "int8"), help="as count --precision")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=("fp32", "auto", "int8"), help="as count --precision")
     p.add_argument("--sources", default="bccd,pbc,raabin")
     args = p.parse_args()
 

@@ -5,9 +5,11 @@
 Arms (each a fresh process; best of --repeats):
   help     `bccd-yolo --help`
   photo    `bccd-yolo count BloodImage_00007.jpg --quiet` (the default backend)
-  folder   `bccd-yolo count <72 BCCD test photos> --quiet`
-  folder-bf16      the same with --precision auto (OpenVINO's own choice: bf16 on CPUs with AVX512-BF16 or AMX)
+  folder   `bccd-yolo count <72 BCCD test photos> --quiet` (defaults: --precision auto, OpenVINO's own choice:
+           bf16 on CPUs with AVX512-BF16 or AMX; --mpp auto; qc; the white-cell differential)
+  folder-fp32      the same with --precision fp32 (the default before)
   folder-no-auto   the same with --mpp 0.0754 --no-qc (the model's scale given: no scale estimate, no verdict)
+  folder-detect-only  and --no-differential: the work plain Ultralytics does (detection only)
   folder-int8      the same with --precision int8, where an INT8 export exists (bccd-yolo export --precision int8)
   plain    Ultralytics `YOLO(weights).predict(<the same folder>)` with its defaults, as a script
 Prints every ratio and writes benchmarks/results/startup_speed.json with the CPU's model name and the flags that
@@ -65,10 +67,12 @@ def main() -> None:
             "photo": best([exe, "count", str(PHOTOS / "JPEGImages" / "BloodImage_00007.jpg"), "--weights", str(args.weights),
                            "--quiet"], args.repeats),
             "folder": best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet"], args.repeats),
-            "folder-bf16": best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet", "--precision", "auto"],
+            "folder-fp32": best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet", "--precision", "fp32"],
                                 args.repeats),
             "folder-no-auto": best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet", "--mpp", "0.0754",
                                     "--no-qc"], args.repeats),
+            "folder-detect-only": best([exe, "count", str(folder), "--weights", str(args.weights), "--quiet", "--mpp",
+                                        "0.0754", "--no-qc", "--no-differential"], args.repeats),
             "plain": best([sys.executable, "-c", plain, str(args.weights), str(folder)], args.repeats),
         }
         if list(args.weights.parent.glob(f"{args.weights.stem}.*.int8_openvino_model")):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from bccd_yolo.core.errors import InputError
 from bccd_yolo.core.images import pad_to_stride
 from bccd_yolo.count.detector import SHIPPED_WEIGHTS, Detector
 from bccd_yolo.count.runtime import decode, find_export, letterbox
@@ -28,7 +29,7 @@ def photos(bccd_source):
 
 @pytest.fixture(scope="module")
 def shipped_openvino():
-    return Detector(SHIPPED_WEIGHTS, backend="openvino", quiet=True)
+    return Detector(SHIPPED_WEIGHTS, backend="openvino", quiet=True, precision="fp32")  # parity is of fp32 arithmetic
 
 
 def test_decoding_equals_ultralytics_nms_on_the_same_network_output(photos, shipped_openvino):
@@ -77,6 +78,18 @@ def test_openvino_counts_equal_torch_counts_but_for_near_threshold_boxes(bccd_so
         for d, found in ((a, m.pred), (b, m.truth)):
             for i in np.flatnonzero(~found):
                 assert abs(d.score[i] - th[shipped_openvino.names[d.cls[i]]]) < 0.02, (f.name, d.score[i])
+
+
+def test_precision_auto_is_the_default_and_runs_on_every_backend_int8_only_on_openvino(shipped_openvino, tmp_path):
+    """count's default (auto) must not refuse a backend that has no precision choice (ONNX Runtime runs f32), fp32
+    pins OpenVINO to f32 on every CPU, and int8 asks for what only OpenVINO has."""
+    weights = tmp_path / "m.pt"  # the ONNX export is written beside a copy, never into the package
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    onnx = Detector(weights, backend="onnx", quiet=True)
+    assert onnx.precision == "auto" and onnx.runs_at == "f32"
+    assert shipped_openvino.runs_at == "f32"
+    with pytest.raises(InputError, match="int8 with the openvino backend"):
+        Detector(weights, backend="onnx", quiet=True, precision="int8")
 
 
 def test_counting_with_openvino_loads_neither_torch_nor_ultralytics(bccd_source, tmp_path, shipped_openvino):

@@ -19,6 +19,14 @@ def detector() -> Detector:
     return Detector(default_weights())
 
 
+@pytest.fixture(scope="module")
+def fp32_detector() -> Detector:
+    """For tests of the tiling alone: bf16 (count's default on CPUs with AMX) rounds a cell's score differently in a
+    tile than in the whole photo, flipping near-threshold cells either way (87 val photos, 320 px tiles: RBC +1.4 %
+    at fp32 and at bf16 alike; on the 24 test photos below +4.1 % at bf16, +2.5 % at fp32)."""
+    return Detector(default_weights(), precision="fp32")
+
+
 def test_shipped_model_is_small_half_precision_and_calibrated(detector):
     import torch
 
@@ -87,12 +95,12 @@ def test_a_canvas_shrunk_to_two_thirds_counts_the_same_at_its_scale(detector, ca
     assert close(counted.counts(3), tiled[0].counts(3)), (counted.counts(3), tiled[0].counts(3))
 
 
-def test_photos_cut_into_320_px_tiles_count_as_whole(detector, bccd_dataset):
+def test_photos_cut_into_320_px_tiles_count_as_whole(fp32_detector, bccd_dataset):
     """No seams between photos: the tiling and merge alone. Benchmark on all 72 test photos: RBC +0.8 %,
     WBC +1, platelets +1; on these 24, allow 3 % of RBC (sampling on a third of the photos) and 2 cells each else."""
     files = sorted((bccd_dataset / "images" / "test").glob("*.jpg"))[:24]
-    whole = sum(detect_image(open_image(f), detector, progress=False)[0].counts(3) for f in files)
-    cut = sum(detect_image(open_image(f), detector, tile=320, overlap=0.4, progress=False)[0].counts(3) for f in files)
+    whole = sum(detect_image(open_image(f), fp32_detector, progress=False)[0].counts(3) for f in files)
+    cut = sum(detect_image(open_image(f), fp32_detector, tile=320, overlap=0.4, progress=False)[0].counts(3) for f in files)
     assert abs(int(cut[0]) - int(whole[0])) <= 0.03 * whole[0], (cut, whole)
     assert abs(int(cut[1]) - int(whole[1])) <= 2 and abs(int(cut[2]) - int(whole[2])) <= 2, (cut, whole)
 

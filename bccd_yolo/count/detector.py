@@ -14,6 +14,7 @@ import numpy as np
 from ..core.detections import Detections
 from ..core.errors import InputError
 from ..model.exports import PRECISIONS
+from .options import DEFAULT_PRECISION
 from .thresholds import RAW_CONF, Conf, Thresholds, read_model_scale
 
 LOGGER = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ class Detector:
 
     def __init__(self, weights: Path, backend: str = "auto", imgsz: int | None = None, conf: Conf = None,
                  iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300, quiet: bool = False,
-                 precision: str = "fp32"):
-        """`precision` (OpenVINO): fp32 pinned (the torch backend's numbers); auto, the CPU plugin's choice (bf16 on
-        CPUs with AVX512-BF16 or AMX, else fp32); int8, the NNCF-quantised export."""
+                 precision: str = DEFAULT_PRECISION):
+        """`precision`: fp32 pinned (with OpenVINO, the torch backend's numbers); auto, the runtime's choice (OpenVINO's
+        CPU plugin: bf16 on CPUs with AVX512-BF16 or AMX, else fp32; other backends: fp32); int8, the NNCF-quantised
+        OpenVINO export."""
         from .runtime import resolve_backend
 
         self.weights = Path(weights)
@@ -49,8 +51,8 @@ class Detector:
         backend, self.backend_note = resolve_backend(backend, device)
         if backend not in BACKENDS:
             raise InputError(None, f"{backend}: choose one of auto, {', '.join(BACKENDS)}", option="backend")
-        if precision not in (*PRECISIONS, "auto") or (precision != "fp32" and backend != "openvino"):
-            raise InputError(None, f"{precision}: choose fp32, or auto or int8 with the openvino backend", option="precision")
+        if precision not in (*PRECISIONS, "auto") or (precision == "int8" and backend != "openvino"):
+            raise InputError(None, f"{precision}: choose fp32 or auto, or int8 with the openvino backend", option="precision")
         self.predictor: Any = (_torch_predictor(self.weights, imgsz, iou, device, batch, max_det, quiet) if backend == "torch"
                                else _exported(self.weights, backend, precision, batch, iou, max_det, quiet))
         self.runs_at = getattr(self.predictor, "runs_at", "f32")  # what the runtime actually computes in

@@ -13,6 +13,11 @@ AUTO = "auto"
 # The scale of an input whose file records none, when --mpp is not given: the model's own photo scale ("model"), or
 # the red cells' estimate ("auto"). Chosen by benchmarks/per_source.py on val fields of BCCD, PBC and Raabin (README).
 UNRECORDED_SCALE = "auto"
+# The precision count runs an OpenVINO export at: "auto", the CPU plugin's choice (bf16 on CPUs with AVX512-BF16 or
+# AMX, else fp32). On val (benchmarks/per_source.py --precision auto vs fp32) it moved no class's count MAE by more
+# than +0.01 per field or AP50 by more than -0.001, the rule int8 failed, at half the time on such CPUs.
+# Measurement (calibrate, report) pins fp32, whose numbers do not depend on the CPU.
+DEFAULT_PRECISION = "auto"
 
 
 @dataclass(frozen=True)

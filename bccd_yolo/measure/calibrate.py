@@ -111,7 +111,7 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
         raise InputError(sidecar, "is the shipped model's calibration; pass {overwrite} to replace it, or calibrate a "
                                   "copy of the weights (the sidecar is written beside them)")
     data, info = resolve_data(data)
-    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device, precision="fp32")  # the same on every CPU
     gts = load_ground_truth(info, split)
     preds = predict_split(detector, gts, progress)
     names = detector.names

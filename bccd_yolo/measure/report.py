@@ -266,7 +266,7 @@ def _report_inputs(weights: Path, data: str, split: str, also: list[str] | None,
 
     data, info = resolve_data(data)
     gts = load_ground_truth(info, split)
-    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device)
+    detector = Detector(weights, imgsz=imgsz, conf=EVAL_CONF, device=device, precision="fp32")  # the same on every CPU
     names = detector.names
     if [info["names"][i] for i in range(len(info["names"]))] != names:
         raise InputError(weights, f"model classes {names} differ from the data's {list(info['names'].values())}")
