@@ -17,6 +17,7 @@ from conftest import BCCD_SOURCE, REPO
 from fastapi.testclient import TestClient
 
 from bccd_yolo.cli import main
+from bccd_yolo.count.detector import default_weights
 from bccd_yolo.serve.app import create_app
 from bccd_yolo.serve.settings import ServeSettings
 
@@ -116,6 +117,73 @@ def test_downloads_refuse_names_the_job_did_not_write(client):
         assert r.status_code in (404, 405) and b"root:" not in r.content, (bad, r.status_code)
 
 
+def finished(client: TestClient, started: dict, seconds: float = 180) -> dict:
+    """Poll a job the way the page does until it is done or failed."""
+    job, seen = started, [started]
+    end = time.monotonic() + seconds
+    while job["state"] not in ("done", "failed") and time.monotonic() < end:
+        time.sleep(0.1)
+        job = client.get(f"/api/jobs/{job['id']}").json()
+        seen.append(job)
+    assert job["state"] == "done", job
+    return job | {"seen": seen}
+
+
+def test_a_large_image_gets_deep_zoom_tiles_and_its_job_reports_progress(client, cli_counts, monkeypatch):
+    """The page's path (POST /api/jobs, then polling) gives the CLI's counts; an image over ZOOM_ABOVE (lowered
+    here so a photo is "large") gets Deep Zoom tiles whose pixels are the photo's, and no tile it did not make."""
+    import cv2
+    import numpy as np
+
+    from bccd_yolo.serve import zoom
+
+    monkeypatch.setattr(zoom, "ZOOM_ABOVE", 500)
+    r = client.post("/api/jobs", files=[("files", (PHOTO.name, PHOTO.read_bytes()))])
+    assert r.status_code == 200 and r.json()["state"] in ("queued", "counting"), r.text
+    job = finished(client, r.json())
+    image = job["result"]["images"][0]
+    assert image["counts"] == cli_counts[0]["images"][0]["counts"]
+    assert job["progress"] == {"images_done": 1, "images": 1, "tiles_done": 0, "tiles": 0}
+    view = image["zoom"]
+    assert (view["width"], view["height"], view["levels"], view["tile"]) == (640, 480, 2, 256)  # 640 px: 3 tiles of 256
+    photo = cv2.imread(str(PHOTO)).astype(float)
+    for x, y in ((0, 0), (2, 1)):  # top left; bottom right, padded past the photo's 640 x 480
+        tile = client.get(withz(view["url"], 2, y, x))
+        assert tile.status_code == 200 and tile.headers["content-type"] == "image/jpeg"
+        pixels = cv2.imdecode(np.frombuffer(tile.content, np.uint8), cv2.IMREAD_COLOR).astype(float)
+        part = photo[y * 256 : (y + 1) * 256, x * 256 : (x + 1) * 256]
+        # a tile is the photo re-encoded as JPEG (quality 85): off by a few grey levels, not a swapped or shifted tile
+        assert pixels.shape == (256, 256, 3) and np.abs(pixels[: part.shape[0], : part.shape[1]] - part).mean() < 6
+    for z, y, x in ((3, 0, 0), (2, 4, 0), (1, 0, 2)):
+        assert client.get(withz(view["url"], z, y, x)).status_code == 404
+    assert client.get(view["url"].replace("{z}/{y}/{x}", "2/0/0").replace("/zoom/", "/zoom/x")).status_code == 404
+
+
+def withz(template: str, z: int, y: int, x: int) -> str:
+    return template.replace("{z}", str(z)).replace("{y}", str(y)).replace("{x}", str(x))
+
+
+def test_count_images_tells_progress_per_batch_of_tiles_and_per_image(tmp_path):
+    """What the page's progress bar shows: every image started and finished, and a tiled image's tiles counted up
+    to its plan's, in order."""
+    import cv2
+    import numpy as np
+
+    from bccd_yolo.count.counting import count_images
+    from bccd_yolo.count.detector import Detector
+
+    photo = cv2.imread(str(PHOTO))
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.tile(photo, (3, 3, 1)))  # 1920 x 1440: tiled at the model's scale
+    told: list = []
+    results, errors = count_images([PHOTO, big], Detector(default_weights(), quiet=True), progress=False,
+                                   on_progress=told.append)
+    assert errors == [] and results[1].tiles > 1
+    tiled = [(p.tiles_done, p.tiles) for p in told if p.images_done == 1 and p.tiles]
+    assert tiled[-1] == (results[1].tiles, results[1].tiles) and [d for d, _ in tiled] == sorted(d for d, _ in tiled)
+    assert (told[0].images_done, told[-1].images_done, told[-1].images) == (0, 2, 2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,10 +208,13 @@ def live_server():
     thread.join(10)
 
 
-def test_the_page_in_a_headless_browser(live_server, cli_counts):
+def test_the_page_in_a_headless_browser(live_server, cli_counts, monkeypatch):
     """Debian's chromium driven by Playwright (its own driver ships in the wheel; no browser download): load the
-    page, upload a BCCD photo, wait for the table, compare with the CLI, and save the screenshot README shows."""
+    page, upload a BCCD photo, wait for the table, compare with the CLI, and save the screenshot README shows;
+    then the same photo as a large image, in the zoomable view."""
     from playwright.sync_api import sync_playwright
+
+    from bccd_yolo.serve import zoom
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "the page is tested in Debian's chromium (apt-get install chromium)"
@@ -166,6 +237,17 @@ def test_the_page_in_a_headless_browser(live_server, cli_counts):
             assert errors == []
             (REPO / "docs").mkdir(exist_ok=True)
             page.screenshot(path=str(REPO / "docs" / "serve.png"), full_page=True)
+            # A large image's zoomable view (the limit lowered so the photo counts as large): Leaflet draws the
+            # Deep Zoom tiles and one box per cell counted.
+            monkeypatch.setattr(zoom, "ZOOM_ABOVE", 500)
+            page.click("#count")
+            page.wait_for_selector(".zoom[data-cells]", timeout=180_000)
+            cells = int(page.get_attribute(".zoom", "data-cells") or -1)
+            assert cells == sum(cli_counts[0]["images"][0]["counts"].values())
+            page.wait_for_function("() => document.querySelectorAll('.zoom img.leaflet-tile-loaded').length > 0",
+                                   timeout=30_000)
+            assert errors == [] and page.query_selector(".image img:not(.leaflet-tile)") is None
+            page.screenshot(path=str(REPO / "docs" / "serve_zoom.png"))
         finally:
             browser.close()
 

@@ -210,13 +210,17 @@ def detect_image(src: ImageSource, detector: Detector, tile: int | None = None, 
     return run_plan(src, plan, detector, progress), plan.predicted
 
 
-def run_plan(src: ImageSource, plan: TilePlan, detector: Detector, progress: bool = True) -> Detections:
-    """Every batch of the plan read ahead and predicted, then merged: the image's cells."""
+def run_plan(src: ImageSource, plan: TilePlan, detector: Detector, progress: bool = True,
+             tiles_done: Callable[[int, int], None] | None = None) -> Detections:
+    """Every batch of the plan read ahead and predicted, then merged: the image's cells. `tiles_done(done, total)`
+    is told after each batch (the page's progress)."""
     per_tile: list[Detections] = []
     with tqdm(total=plan.predicted, desc=f"{src.path.name} tiles", unit="tile", disable=not progress or plan.whole) as bar:
         for k, views in _read_ahead(src, plan):
             per_tile += predict_batch(plan, k, views, detector)
             bar.update(len(views))
+            if tiles_done is not None:
+                tiles_done(len(per_tile), plan.predicted)
     return merge_plan(plan, per_tile, detector)
 
 
@@ -422,7 +426,7 @@ def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: Co
     if out is not None:
         from .differential import overlay_labels
 
-        labels = overlay_labels(result.types, d)
+        labels = overlay_labels(result.types, d, differential.score_floor if differential is not None else 0.0)
         opened = src if src is not None else open_image(plan.path)
         try:
             files_out: tuple[Path, ...]
@@ -449,16 +453,30 @@ def input_files(paths: list[Path], out: Path | None) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a count is: images finished of all, and the tiles predicted of the image being counted."""
+
+    images_done: int
+    images: int
+    tiles_done: int = 0
+    tiles: int = 0
+
+
 def count_images(paths: list[Path], detector: Detector, options: CountOptions = CountOptions(), out: Path | None = None,
-                 progress: bool = True, differential: Differential | None = None) -> tuple[list[ImageCount], list[InputError]]:
+                 progress: bool = True, differential: Differential | None = None,
+                 on_progress: Callable[[Progress], None] | None = None) -> tuple[list[ImageCount], list[InputError]]:
     """Count every image (see CountOptions); a bad file is reported and the rest are still counted. With
     `options.regions`, cells are also counted per region, and tiles that touch no region are never read; with
-    `out`, overlays are written there; with `differential`, white cells are typed."""
+    `out`, overlays are written there; with `differential`, white cells are typed; `on_progress` is told after
+    every batch of tiles and every image."""
     results: list[ImageCount] = []
     errors: list[InputError] = []
     files = input_files(paths, out)
     stems = output_stems(files)
-    for path in tqdm(files, desc="images", unit="img", disable=not progress or len(files) < 2):
+    tell = on_progress or (lambda p: None)
+    for i, path in enumerate(tqdm(files, desc="images", unit="img", disable=not progress or len(files) < 2)):
+        tell(Progress(i, len(files)))
         try:
             src = open_image(path)
         except InputError as e:
@@ -466,10 +484,11 @@ def count_images(paths: list[Path], detector: Detector, options: CountOptions = 
             continue
         try:
             plan = plan_image(src, detector, options)
-            d = run_plan(src, plan.tiles, detector, progress)
+            d = run_plan(src, plan.tiles, detector, progress, lambda done, total: tell(Progress(i, len(files), done, total)))
             results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential))
         except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
             errors.append(e)
         finally:
             src.close()
+    tell(Progress(len(files), len(files)))
     return results, errors

@@ -23,6 +23,16 @@ from .jobs import JOB_ID, Counter, Job
 from .settings import ServeSettings, upload_limit_text
 
 STATIC = Path(__file__).resolve().parent / "static"
+LEAFLET_FILES = ("leaflet.js", "leaflet.css")
+
+
+def leaflet_folder() -> Path | None:
+    """Leaflet (draws the zoomable views) from its XStatic package: served by this server, no CDN."""
+    try:
+        import xstatic.pkg.leaflet as leaflet
+    except ImportError:
+        return None
+    return Path(leaflet.BASE_DIR)
 
 
 class TooLarge(Exception):
@@ -131,7 +141,7 @@ def count_options(settings: ServeSettings, mpp: str, edge: str, conf: str) -> tu
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    """The page at /, counting at POST /api/count, downloads at /api/result/{id}/…"""
+    """The page at /, counting at POST /api/count and /api/jobs, results at /api/result/{id}/…"""
     store = Store(settings.keep_results)
     counter = Counter(settings)
 
@@ -150,17 +160,62 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/static/leaflet/{name}")
+    def leaflet(name: str) -> FileResponse:
+        folder = leaflet_folder()
+        if folder is None or name not in LEAFLET_FILES:
+            raise HTTPException(404, "no such file (zoomable views need pip install 'bccd-yolo[serve]')")
+        return FileResponse(folder / name)
+
+    add_counting(app, settings, store, counter)
+    add_results(app, store)
+    return app
+
+
+def add_counting(app: FastAPI, settings: ServeSettings, store: Store, counter: Counter) -> None:
+    """POST /api/count (answers with the result), POST /api/jobs and GET /api/jobs/{id} (the page: progress)."""
+
+    def received(files: list[UploadFile], mpp: str, edge: str, conf: str) -> tuple[Job, CountOptions, Any]:
+        options, thresholds = count_options(settings, mpp, edge, conf)
+        job = store.new()
+        for upload in files:
+            job.save(upload.file, upload.filename)
+        return job, options, thresholds
+
     @app.post("/api/count")
     def count(files: list[UploadFile] = File(...), mpp: str = Form(""), edge: str = Form(""),
               conf: str = Form("")) -> JSONResponse:
+        """Count and answer with the result (scripts; the page uses /api/jobs to show progress)."""
         try:
-            options, thresholds = count_options(settings, mpp, edge, conf)
-            job = store.new()
-            for upload in files:
-                job.save(upload.file, upload.filename)
-            return JSONResponse(counter.count(job, options, thresholds))
+            return JSONResponse(counter.count(*received(files, mpp, edge, conf)))
         except InputError as e:
             raise HTTPException(400, e.render(lambda n: n)) from None
+
+    @app.post("/api/jobs")
+    def start(files: list[UploadFile] = File(...), mpp: str = Form(""), edge: str = Form(""),
+              conf: str = Form("")) -> JSONResponse:
+        """Start counting; answer at once with the job, whose progress GET /api/jobs/{id} tells."""
+        try:
+            job, options, thresholds = received(files, mpp, edge, conf)
+        except InputError as e:
+            raise HTTPException(400, e.render(lambda n: n)) from None
+        counter.start(job, options, thresholds)
+        return JSONResponse(job.status())
+
+    @app.get("/api/jobs/{job_id}")
+    def status(job_id: str) -> JSONResponse:
+        return JSONResponse(store.get(job_id).status())
+
+
+def add_results(app: FastAPI, store: Store) -> None:
+    """What a job wrote: Deep Zoom tiles, overlays, reports; nothing else."""
+
+    @app.get("/api/result/{job_id}/zoom/{stem}/{z:int}/{y:int}/{x:int}.jpg")
+    def tile(job_id: str, stem: str, z: int, y: int, x: int) -> FileResponse:
+        path = store.get(job_id).tile(stem, z, y, x)
+        if path is None or not path.is_file():  # libvips writes no tile outside the image
+            raise HTTPException(404, "no such tile")
+        return FileResponse(path, media_type="image/jpeg")
 
     @app.get("/api/result/{job_id}/overlay/{name}")
     def overlay(job_id: str, name: str) -> FileResponse:
@@ -169,8 +224,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/api/result/{job_id}/{name}")
     def report(job_id: str, name: str) -> FileResponse:
         return sent(store.get(job_id).file(name))
-
-    return app
 
 
 def sent(path: Path | None) -> FileResponse:

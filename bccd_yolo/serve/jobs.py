@@ -18,9 +18,10 @@ from ..core.errors import InputError
 from ..core.fsutil import atomic_write_text
 from ..count.options import CountOptions
 from .settings import ServeSettings
+from .zoom import ZoomView, needs_zoom, zoom_tiles
 
 if TYPE_CHECKING:
-    from ..count.counting import ImageCount
+    from ..count.counting import ImageCount, Progress
     from ..count.detector import Detector
     from ..count.differential import Differential
 
@@ -52,6 +53,11 @@ class Job:
     names: dict[str, str] = field(default_factory=dict)
     reports: set[str] = field(default_factory=set)
     overlays: set[str] = field(default_factory=set)
+    zooms: dict[str, ZoomView] = field(default_factory=dict)  # Deep Zoom tiles of large images, by stem
+    state: str = "queued"  # queued, counting, zoom (making the zoomable views), done, failed
+    progress: Progress | None = None
+    result: dict | None = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
         for sub in ("in", "out", "reports"):
@@ -73,6 +79,24 @@ class Job:
             return None
         return self.folder / ("out" if overlay else "reports") / name
 
+    def tile(self, stem: str, z: int, y: int, x: int) -> Path | None:
+        """One Deep Zoom tile of a zoomable image this job made; None for anything else."""
+        view = self.zooms.get(stem)
+        if view is None or not (0 <= z <= view.levels and 0 <= y < 2**z and 0 <= x < 2**z):
+            return None
+        return view.folder / str(z) / str(y) / f"{x}.jpg"
+
+    def status(self) -> dict:
+        """The page's view of the job while it runs: state, progress and, once done, the result."""
+        p = self.progress
+        out: dict[str, Any] = {"id": self.id, "state": self.state, "error": self.error}
+        if p is not None:
+            out["progress"] = {"images_done": p.images_done, "images": p.images, "tiles_done": p.tiles_done,
+                               "tiles": p.tiles}
+        if self.result is not None:
+            out["result"] = self.result
+        return out
+
 
 class Counter:
     """The model, loaded once on the first count, and the lock that keeps counts one at a time."""
@@ -84,7 +108,7 @@ class Counter:
         self._differential: Differential | None = None
 
     def load(self) -> tuple[Detector, Differential | None]:
-        """The CLI's defaults for `count` (backend auto, fp32, iou 0.7, batch 8), at the settings' weights."""
+        """The CLI's defaults for `count` (backend and precision auto, iou 0.7, batch 8), at the settings' weights."""
         if self._detector is None:
             from ..count.detector import Detector, default_weights
             from ..count.differential import default_differential
@@ -107,22 +131,45 @@ class Counter:
         return other
 
     def count(self, job: Job, options: CountOptions, conf: float | dict[str, float] | None) -> dict:
-        """Count the job's uploads as `bccd-yolo count --out` would; write its reports; the page's JSON."""
+        """Count the job's uploads as `bccd-yolo count --out` would; write its reports and, for large images,
+        their Deep Zoom tiles; the page's JSON (also kept as the job's result)."""
         from ..count.counting import count_images
 
         with self.lock:
+            job.state = "counting"
             detector = self.detector(conf)
             _, differential = self.load()
             inputs = [Path(p) for p in job.names]
             results, errors = count_images(inputs, detector, options, job.folder / "out", progress=False,
-                                           differential=differential)
+                                           differential=differential, on_progress=lambda p: setattr(job, "progress", p))
         from ..count.outputs import to_json
 
         shown = [replace(r, path=job.names.get(r.path, Path(r.path).name)) for r in results]
         bad = client_errors(job, errors)
         data = to_json(shown, detector, bad, options.tile, options.overlap)
         stems = write_reports(job, data, shown, results, detector)
-        return page_json(job, data, shown, results, bad, stems)
+        job.state = "zoom"
+        for r in results:
+            if needs_zoom(r.width, r.height):
+                view = zoom_tiles(Path(r.path), job.folder / "zoom" / stems[r.path])
+                if view is not None:
+                    job.zooms[stems[r.path]] = view
+        job.result = page_json(job, data, shown, results, bad, stems)
+        job.state = "done"
+        return job.result
+
+    def start(self, job: Job, options: CountOptions, conf: float | dict[str, float] | None) -> None:
+        """Count the job on a thread of its own (one count at a time); the page follows `job.status()`."""
+        def run() -> None:
+            try:
+                self.count(job, options, conf)
+            except InputError as e:
+                job.error, job.state = e.render(lambda n: n), "failed"
+            except Exception as e:  # the page must hear of it; the server log has the traceback
+                job.error, job.state = f"counting failed ({type(e).__name__}): {e}", "failed"
+                raise
+
+        threading.Thread(target=run, name=f"count-{job.id[:8]}", daemon=True).start()
 
 
 def write_reports(job: Job, data: dict, shown: list[ImageCount], results: list[ImageCount],
@@ -182,6 +229,8 @@ def page_json(job: Job, data: dict, shown: list[ImageCount], results: list[Image
         image["overlay"] = [f"{base}/overlay/{n}" for n in names]
         image["overlay_url"] = f"{base}/overlay/{view}" if view else None
         image["geojson_url"] = f"{base}/{stems[r.path]}.geojson"
+        zoom = job.zooms.get(stems[r.path])
+        image["zoom"] = {**zoom.page(f"{base}/zoom/{stems[r.path]}"), "origin": list(r.origin)} if zoom else None
         image["name"] = image["path"]
     data["id"] = job.id
     data["downloads"] = {"csv": f"{base}/counts.csv", "json": f"{base}/counts.json"}
