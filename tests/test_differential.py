@@ -254,3 +254,16 @@ def test_a_differential_that_blood_rarely_shows_or_that_scores_low_is_doubted():
     low = CellTypes(names, np.array([2, 1, 2, NOT_TYPED]), np.array([0.5, 0.6, 0.55, 0.0]))
     assert len(doubts(low, 0.7)) == 1 and "0.55 (median)" in doubts(low, 0.7)[0]
     assert doubts(low, 0.5) == []  # the median (0.55) is over this floor
+
+
+def test_the_overlay_marks_a_type_scored_under_the_val_floor_as_a_guess():
+    """One white cell from a microscope the classifier has not learnt is too few for a qc line, so the overlay
+    itself says it: "ERB? 0.61" under the floor, "NEU 0.95" over it, and red cells keep their detection score."""
+    from bccd_yolo.core.detections import Detections
+    from bccd_yolo.count.differential import overlay_labels
+
+    names = ["erythroblast", "neutrophil"]
+    types = CellTypes(names, np.array([0, 1, NOT_TYPED, UNTYPED]), np.array([0.61, 0.95, 0.0, 0.3]))
+    d = Detections(np.zeros((4, 4), np.float32), np.full(4, 0.9, np.float32), np.array([1, 1, 0, 1]))
+    assert overlay_labels(types, d, floor=0.72) == ["ERB? 0.61", "NE 0.95", None, "? 0.30"]
+    assert overlay_labels(types, d)[0] == "ERB 0.61"  # no floor known: no mark

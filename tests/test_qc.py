@@ -51,6 +51,20 @@ def test_near_threshold_scores_and_white_cells_beside_red_ones_are_reasons():
     assert reasons(Signals(coverage=None, near=0.0, cells=0, wbc=0, rbc=0)) == []  # bare glass: nothing to judge
 
 
+def test_cells_over_far_more_than_the_stained_area_is_a_faint_stain_and_bare_glass_is_not():
+    """A stain paler than any trained on: the cells found (30 % of the field) cover 3x what stands out from the
+    background, or stand on a field whose stain is under MIN_STAINED; glass without cells says nothing."""
+    boxes = np.array([[i * 100, 0, i * 100 + 87, 87] for i in range(10)], np.float32)  # 10 discs of 5,945 px^2
+    cells = Detections(boxes, np.full(10, 0.9, np.float32), np.zeros(10, np.int64))
+    area = 10 * np.pi / 4 * 87**2 / 0.3
+    assert any(r.startswith("faint") for r in reasons(signals(cells, NAMES, TH, area, 0.1)))
+    assert not any(r.startswith("faint") for r in reasons(signals(cells, NAMES, TH, area, 0.3)))  # coverage 1: right
+    faint = reasons(signals(cells, NAMES, TH, area, 0.02))  # under MIN_STAINED: still judged when cells are found
+    assert any(r.startswith("faint") for r in faint) and not any(r.startswith("few cells") for r in faint)
+    none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    assert reasons(signals(none, NAMES, TH, area, 0.01)) == []
+
+
 def test_qc_lines_show_under_quiet_and_in_json_and_csv(tmp_path, capsys, monkeypatch):
     import bccd_yolo.count.detector as detector_module
     from bccd_yolo.cli import main

@@ -256,13 +256,15 @@ def shift_reason(types: CellTypes, floor: float) -> str | None:
             "types as guesses")
 
 
-def overlay_labels(types: CellTypes | None, d: Detections) -> list[str | None] | None:
+def overlay_labels(types: CellTypes | None, d: Detections, floor: float = 0.0) -> list[str | None] | None:
     """Per detection, the text drawn beside its box instead of its score: type abbreviation and type score for
-    white cells; None keeps the detection score."""
+    white cells, with a "?" where the score is under `floor` (what 95 % of the classifier's val cells beat: a
+    guess, e.g. a cell from a microscope it has not learnt); None keeps the detection score."""
     if types is None:
         return None
     out: list[str | None] = []
     for i in range(len(d)):
         label = types.label(i)
-        out.append(None if label is None else f"{ABBREVIATIONS.get(label, label[:3].upper())} {types.score[i]:.2f}")
+        doubt = "?" if label is not None and label != UNCLASSIFIED and types.score[i] < floor else ""
+        out.append(None if label is None else f"{ABBREVIATIONS.get(label, label[:3].upper())}{doubt} {types.score[i]:.2f}")
     return out
