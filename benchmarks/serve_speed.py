@@ -6,8 +6,9 @@
   POST /api/count for the same photo on a running `bccd-yolo serve`: its first count (the model loads then) and
   the best later one. Target (issue #30): the page within 1 s of the CLI.
 - slide: a --side px PNG slide of BCCD test photos (benchmarks/slide_memory.py's), counted by `bccd-yolo count
-  --out` and by the page (POST /api/jobs, polled as the page does; its Deep Zoom tiles included); peak RSS of
-  each process (the CLI's own getrusage; the server's VmHWM). Target: the server's no higher than the CLI's.
+  --out` and by the page (POST /api/jobs, polled as the page does; its Deep Zoom tiles included), on a fresh
+  server and on the one that counted the photos; peak RSS of each process (the CLI's own getrusage; the
+  server's VmHWM). Target: the server's no higher than the CLI's.
 Writes benchmarks/results/serve_speed.json with the CPU's model name.
 """
 
@@ -100,18 +101,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [cli(["count", str(PHOTO), "--quiet", "--json", f"{tmp}/c.json"]) for _ in range(args.repeats)]
         out["photo"]["cli_seconds"] = round(min(s for s, _ in runs), 3)
+        photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.images.glob("*.jpg"))]
+        tif = Path(tmp) / "slide.tif"
+        write_slide(tif, photos, args.side)
+        import pyvips
+
+        slide = Path(tmp) / "slide.png"
+        pyvips.Image.new_from_file(str(tif), access="sequential").pngsave(str(slide), compression=1)
+        tif.unlink()
+        fresh, base = serve()
+        try:
+            page_job(base, slide)
+            out["slide"]["page_fresh_peak_mb"] = round(peak_mb(fresh.pid))
+        finally:
+            fresh.terminate()
+            fresh.wait(30)
         server, base = serve()
         try:
             out["photo"]["page_first_seconds"] = round(page_count(base, PHOTO), 3)
             out["photo"]["page_seconds"] = round(min(page_count(base, PHOTO) for _ in range(args.repeats)), 3)
-            photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.images.glob("*.jpg"))]
-            tif = Path(tmp) / "slide.tif"
-            write_slide(tif, photos, args.side)
-            import pyvips
-
-            slide = Path(tmp) / "slide.png"
-            pyvips.Image.new_from_file(str(tif), access="sequential").pngsave(str(slide), compression=1)
-            tif.unlink()
             seconds, job = page_job(base, slide)
             image = job["result"]["images"][0]
             out["slide"] |= {"page_seconds": round(seconds, 1), "page_peak_mb": round(peak_mb(server.pid)),
@@ -127,8 +135,8 @@ def main() -> None:
     print(f"photo: CLI {p['cli_seconds']:.2f} s (whole process); page {p['page_first_seconds']:.2f} s first "
           f"(model loads), {p['page_seconds']:.2f} s after; page - CLI {p['page_first_seconds'] - p['cli_seconds']:+.2f} s")
     print(f"{args.side} px slide: CLI {s['cli_seconds']} s, peak {s['cli_peak_mb']} MB, {s['cli_cells']} cells; "
-          f"page {s['page_seconds']} s (Deep Zoom tiles included), server peak {s['page_peak_mb']} MB, "
-          f"{s['page_cells']} cells")
+          f"page {s['page_seconds']} s (Deep Zoom tiles included), server peak {s['page_peak_mb']} MB after the photos, "
+          f"{s['page_fresh_peak_mb']} MB fresh, {s['page_cells']} cells")
     dest = ROOT / "benchmarks" / "results" / "serve_speed.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
     print(f"-> {dest}")
