@@ -100,3 +100,55 @@ def test_calibration_weighs_each_source_the_same(weights):
         # both sources' MAE summed: a threshold in (0.37, 0.9] costs A 1 per image and B nothing, one at or below 0.35
         # costs A nothing and B 3: the mean of the two curves is lowest above 0.37
         assert 0.37 < t <= 0.9
+
+
+def discs(path, colour, background=(235, 235, 235)):
+    """24 stained discs on a pale background, as a field."""
+    canvas = np.full((240, 320, 3), background, np.uint8)
+    for k in range(24):
+        cv2.circle(canvas, (25 + (k % 6) * 52, 30 + (k // 6) * 58), 18, colour, -1)
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+def test_a_stain_hue_outside_the_training_fields_is_a_reason_and_calibrate_records_the_range(tmp_path):
+    """calibrate records the hue range of its train split's stain; a field whose stain has another hue (violet
+    discs against pink ones) is `stain colour`, one of the trained hue is not, and grey stain has no hue."""
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.qc import stain_of
+    from bccd_yolo.measure.calibrate import training_stain
+    from bccd_yolo.yolo.data import resolve_data
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+    for i in range(12):  # pink-red discs, a little darker each time
+        discs(tmp_path / "images" / "train" / f"f{i}.png", (200 - 4 * i, 90, 120))
+        (tmp_path / "labels" / "train" / f"f{i}.txt").write_text("")
+    discs(tmp_path / "images" / "val" / "v.png", (176, 90, 120))  # as the middle train field
+    (tmp_path / "labels" / "val" / "v.txt").write_text("")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {NAMES}\n")
+    record = training_stain(resolve_data(str(tmp_path / "data.yaml"))[1])
+    assert record is not None
+    hues = tuple(record["hue_deg"])
+
+    def verdict(path):
+        src = open_image(path)
+        stain = stain_of(src)
+        src.close()
+        return stain, reasons(Signals(None, 0.0, 0, 0, 0, stain.share, stain.hue), hues)
+
+    pink, said = verdict(tmp_path / "images" / "val" / "v.png")
+    assert hues[0] <= pink.hue <= hues[1] and said == []
+    violet, said = verdict(discs(tmp_path / "violet.png", (110, 70, 200)))
+    assert any(r.startswith("stain colour") for r in said), (violet, hues)
+    grey, said = verdict(discs(tmp_path / "grey.png", (120, 120, 120)))
+    assert grey.hue is None and said == []
+
+
+def test_hue_ranges_wrap_around_180_degrees():
+    from bccd_yolo.count.qc import hue_outside
+
+    assert hue_outside(0.0, (-40.0, 30.0)) == 0 and hue_outside(50.0, (-40.0, 30.0)) == pytest.approx(20)
+    assert hue_outside(-60.0, (-40.0, 30.0)) == pytest.approx(20)
+    assert hue_outside(180.0, (170.0, -170.0)) == 0 and hue_outside(0.0, (170.0, -170.0)) == pytest.approx(170)

@@ -338,19 +338,21 @@ def check_scale(d: Detections, scale: Scale | None, detector: Detector, width: i
 
 def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource | None) -> list[str]:
     """The image's qc verdict (see qc.py), from its detections before the edge rule and, for a photo, its pixels."""
-    from .qc import reasons, signals, stained_share
+    from .qc import Stain, reasons, signals, stain_of
 
     t = plan.tiles
     notes = [n for n in (plan.scale.note if plan.scale else None, check_scale(d, plan.scale, detector, t.width, t.height)) if n]
-    stained = None
+    stain: Stain | None = None
     if t.whole or t.width * t.height <= QC_WHOLE_PIXELS:  # photos, also when tiled; a slide's coverage says little
         opened = src if src is not None else open_image(plan.path)
         try:
-            stained = stained_share(opened)
+            stain = stain_of(opened)
         finally:
             if src is None:
                 opened.close()
-    return notes + reasons(signals(d, detector.names, detector.thresholds.by_class, float(t.width * t.height), stained))
+    found = signals(d, detector.names, detector.thresholds.by_class, float(t.width * t.height),
+                    stain.share if stain else None, stain.hue if stain else None)
+    return notes + reasons(found, getattr(detector, "stain_hues", None))
 
 
 @dataclass

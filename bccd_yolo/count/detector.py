@@ -15,7 +15,7 @@ from ..core.detections import Detections
 from ..core.errors import InputError
 from ..model.exports import PRECISIONS
 from .options import DEFAULT_PRECISION
-from .thresholds import RAW_CONF, Conf, Thresholds, read_model_scale
+from .thresholds import RAW_CONF, Conf, Thresholds, read_model_scale, read_stain_hues
 
 LOGGER = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx", "openvino")
@@ -62,6 +62,7 @@ class Detector:
         self.precision = precision
         self.thresholds = Thresholds.for_model(self.weights, self.names, conf)
         self.scale = read_model_scale(self.weights)
+        self.stain_hues = read_stain_hues(self.weights)
 
     def __call__(self, images: list[np.ndarray], threshold: bool = True, native: bool = False) -> list[Detections]:
         """Detections per image; with threshold=False, every box down to RAW_CONF (for merging tiles first).

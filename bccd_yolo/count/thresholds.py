@@ -83,6 +83,19 @@ def read_model_scale(weights: Path) -> ModelScale | None:
         raise InputError(sidecar, "scale is not {\"mpp\": um/px, \"photo_mpp\": um/px, \"rbc_px\": px}") from None
 
 
+def read_stain_hues(weights: Path) -> tuple[float, float] | None:
+    """The hue range (CIELAB degrees, lo to hi) of the stain on the model's training fields, recorded by calibrate;
+    None for models calibrated before it was."""
+    sidecar = thresholds_path(weights)
+    if not sidecar.is_file():
+        return None
+    try:
+        rec = json.loads(sidecar.read_text()).get("stain")
+        return None if rec is None else (float(rec["hue_deg"][0]), float(rec["hue_deg"][1]))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise InputError(sidecar, "stain is not {\"hue_deg\": [lo, hi]}") from None
+
+
 def write_sidecar(path: Path, thresholds: dict[str, float], meta: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps({"thresholds": thresholds, **meta}, indent=2) + "\n")
 

@@ -80,6 +80,33 @@ def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
                                       f"{RBC_DIAMETER_UM} um across; the model saw them at {imgsz} px"}
 
 
+STAIN_SAMPLE = 300  # train images whose stain hue is measured, spread over the split
+
+
+def training_stain(info: dict) -> dict | None:
+    """The hue range of the train split's stain (1st to 99th percentile of the fields' hues, see count.qc), as a
+    sidecar record: the qc verdict's `stain colour` reason compares each counted field with it."""
+    from ..core.images import open_image
+    from ..count.qc import stain_of
+    from .evaluate import load_ground_truth
+
+    gts = load_ground_truth(info, "train")
+    picks = [gts[round(i)] for i in np.linspace(0, len(gts) - 1, min(STAIN_SAMPLE, len(gts)))] if gts else []
+    hues = []
+    for g in picks:
+        src = open_image(g.path)
+        try:
+            hue = stain_of(src).hue
+        finally:
+            src.close()
+        if hue is not None:
+            hues.append(hue)
+    if len(hues) < 10:
+        return None
+    lo, hi = (round(float(v), 1) for v in np.percentile(hues, [1, 99]))  # the sources' hues lie within +-60 degrees
+    return {"hue_deg": [lo, hi], "from": f"1st-99th percentile of {len(hues)} train fields' stain hue (CIELAB a*b*)"}
+
+
 def source_groups(info: dict, gts: list) -> list[np.ndarray] | None:
     """Image indices per source of data converted from several sources (data.yaml `sources:`), else None."""
     from ..data.sources import source_of
@@ -123,8 +150,9 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     # paths relative to the sidecar: the file travels with the weights to other machines
     scale = training_scale(info, names, detector.train_imgsz)
     weighting = "each source the same" if groups else "each image the same"
-    write_sidecar(sidecar, cal.thresholds, {"scale": scale, "split": split, "data": os.path.relpath(data, sidecar.parent),
-                                 "images": len(gts), "weighting": weighting, "imgsz": detector.imgsz,
+    stain = training_stain(info)
+    write_sidecar(sidecar, cal.thresholds, {"scale": scale, **({"stain": stain} if stain else {}), "split": split,
+                                 "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "weighting": weighting, "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})
     return sidecar, summary
