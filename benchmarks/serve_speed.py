@@ -53,9 +53,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_mb(pid: int) -> float:
+def peak_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak resident memory (VmHWM), or its resident memory now (VmRSS), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
 
 
 def serve() -> tuple[subprocess.Popen, str]:
@@ -123,6 +124,7 @@ def main() -> None:
             seconds, job = page_job(base, slide)
             image = job["result"]["images"][0]
             out["slide"] |= {"page_seconds": round(seconds, 1), "page_peak_mb": round(peak_mb(server.pid)),
+                             "page_rss_after_mb": round(peak_mb(server.pid, "VmRSS")),
                              "page_cells": sum(image["counts"].values()), "zoom_levels": (image["zoom"] or {}).get("levels")}
         finally:
             server.terminate()

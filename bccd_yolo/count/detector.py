@@ -71,6 +71,11 @@ class Detector:
         found = self.predictor(images, conf, native, self.imgsz)
         return [self.thresholds.keep(d, self.names) for d in found] if threshold else found
 
+    def release_memory(self) -> None:
+        """Give back the runtime's buffers for the shapes it ran (OpenVINO); a long-running server calls it
+        between counts."""
+        getattr(self.predictor, "release_memory", lambda: None)()
+
     def factor(self, mpp: float | None) -> float:
         """Input pixels -> network pixels for an input at `mpp` um/px (None: the model's photo scale). An `imgsz`
         other than the training size shows everything that much smaller or larger (a speed/accuracy knob).

@@ -112,6 +112,10 @@ class Differential:
             raise InputError(self.weights, f"its export names {found[1].names}, its sidecar {self.names}")
         return ExportedClassifier(found[0], found[1], self.batch)
 
+    def release_memory(self) -> None:
+        """Give back the runtime's buffers between counts (a long-running server)."""
+        getattr(self._model, "release_memory", lambda: None)()
+
     def probabilities(self, crops: list[np.ndarray]) -> np.ndarray:
         """(n, classes) probabilities of RGB crops."""
         if not crops:
@@ -159,6 +163,7 @@ class ExportedClassifier:
 
         self._runner = ExportedModel(export, record, batch)
         self.batch = batch
+        self.release_memory = self._runner.release_memory
 
     def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
         out = []

@@ -83,7 +83,14 @@ class ExportedModel:
         hint = compiled.get_property("INFERENCE_PRECISION_HINT")
         self.runs_at = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # f32, bf16, f16
         request = compiled.create_infer_request()
+        self._compiled = compiled
         return lambda x: request.infer({0: x})[compiled.output(0)]
+
+    def release_memory(self) -> None:
+        """Give back the buffers OpenVINO keeps for the shapes it ran (a long-running server between counts)."""
+        compiled = getattr(self, "_compiled", None)
+        if compiled is not None:
+            compiled.release_memory()
 
     def _load_onnx(self) -> Any:
         import onnxruntime as ort

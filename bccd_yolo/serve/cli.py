@@ -27,7 +27,7 @@ def add_serve(sub: Any) -> None:
 def one_malloc_arena() -> bool:
     """glibc gives each thread that allocates its own heap (up to 8 per core), and the page counts on threads of
     its own: a 10,000 px slide then peaked at 727 MB in a fresh server against 673 MB in `count`; with one heap,
-    658 MB against 674 MB (benchmarks/serve_speed.py). Counts run one at a time, so nothing waits on the lock."""
+    658-692 MB against 672-674 MB (benchmarks/serve_speed.py). Counts run one at a time, so nothing waits on the lock."""
     try:
         return bool(ctypes.CDLL("libc.so.6").mallopt(-8, 1))  # M_ARENA_MAX
     except (OSError, AttributeError):  # not glibc
