@@ -81,6 +81,24 @@ def test_a_label_outside_its_image_names_the_file_and_writes_nothing(tmp_path, c
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "runs").exists()
 
 
+def test_a_repeated_label_line_is_dropped_and_said_but_a_field_without_labels_stops_adapt(tmp_path, caplog):
+    """A line labelled twice (TXL-PBC's own train split has two) is the same cell: dropped, said, and adapt goes on;
+    a field with no label file may be one nobody labelled: adapt stops and names it."""
+    from bccd_yolo.train.adapt import AdaptRequest, read_fields
+
+    folder = lab_folder(tmp_path / "lab", 5)
+    twice = sorted((folder / "labels").iterdir())[1]
+    lines = twice.read_text().splitlines()
+    twice.write_text("\n".join(lines + lines[:1]) + "\n")
+    names = ["RBC", "WBC", "Platelets"]
+    data = read_fields(AdaptRequest(str(folder), str(tmp_path / "m.pt")), names)
+    kept = next(a for s in data.splits.values() for a in s if a.image_path.stem == twice.stem)
+    assert len(kept.boxes) == len(lines) and "exact repeat" in caplog.text and twice.name in caplog.text
+    sorted((folder / "labels").iterdir())[3].unlink()
+    with pytest.raises(InputError, match="no label file"):
+        read_fields(AdaptRequest(str(folder), str(tmp_path / "m.pt")), names)
+
+
 def test_an_interrupted_adapt_leaves_no_model(tmp_path, monkeypatch):
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt

@@ -27,6 +27,9 @@ from ..data.voc import ImageAnnotation
 
 LOGGER = logging.getLogger(__name__)
 
+# Repairs that leave every cell as the labeller meant it: said, then adapt goes on. Any other defect (a box outside
+# its image, a field without a label file) may be a cell lost or a field not labelled: adapt stops and names it.
+HARMLESS = ("exact repeat of an earlier line", "<size> says", "segmentation only", "crowd annotation")
 MIN_FIELDS = 4  # three to check on and at least one to learn from
 MIN_HELD_BACK = 3
 HELD_BACK_SHARE = 0.25
@@ -99,10 +102,13 @@ def read_fields(req: AdaptRequest, names: list[str]) -> SourceData:
         raise InputError(None, f"{req.classes}: the model counts {', '.join(names)}; map your classes onto those names "
                                "in that order (e.g. RBC,WBC=leukocyte,Platelets)", option="classes")
     data, _ = read_source(spec, classes, req.source_classes, "random", req.seed, 0.0, 0.0, "drop")
-    if data.defects:
-        d = data.defects[0]
+    serious = [d for d in data.defects if not d.problem.startswith(HARMLESS)]
+    if serious:
+        d = serious[0]
         raise InputError(d.file, f"{d.problem} (object {d.object}); fix the labels, nothing was written"
-                         + (f" ({len(data.defects) - 1} more)" if len(data.defects) > 1 else ""))
+                         + (f" ({len(serious) - 1} more)" if len(serious) > 1 else ""))
+    for d in data.defects:
+        LOGGER.warning("%s: %s (object %s): %s", d.file, d.problem, d.object, d.action)
     return data
 
 
