@@ -58,7 +58,7 @@ def main() -> None:
     from bccd_yolo.core.images import open_image
     from bccd_yolo.count.counting import count_images
     from bccd_yolo.count.detector import Detector
-    from bccd_yolo.count.qc import signals, stained_share
+    from bccd_yolo.count.qc import signals, stain_of
 
     det = Detector(args.weights, quiet=True)
     k = det.names.index("RBC")
@@ -79,7 +79,7 @@ def main() -> None:
             assert not errors, errors[0]
             for c, (source, true) in zip(counted, truth):
                 src = open_image(Path(c.path))
-                stained = stained_share(src)
+                stained = stain_of(src).share
                 src.close()
                 s = signals(c.detections, det.names, det.thresholds.by_class, c.area_px, stained)
                 rbc = c.counts["RBC"]

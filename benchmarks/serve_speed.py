@@ -53,7 +53,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_mb(pid: int, field: str = "VmHWM") -> float:
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
     """The process's peak resident memory (VmHWM), or its resident memory now (VmRSS), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
@@ -113,7 +113,7 @@ def main() -> None:
         fresh, base = serve()
         try:
             page_job(base, slide)
-            out["slide"]["page_fresh_peak_mb"] = round(peak_mb(fresh.pid))
+            out["slide"]["page_fresh_peak_mb"] = round(memory_mb(fresh.pid))
         finally:
             fresh.terminate()
             fresh.wait(30)
@@ -123,8 +123,8 @@ def main() -> None:
             out["photo"]["page_seconds"] = round(min(page_count(base, PHOTO) for _ in range(args.repeats)), 3)
             seconds, job = page_job(base, slide)
             image = job["result"]["images"][0]
-            out["slide"] |= {"page_seconds": round(seconds, 1), "page_peak_mb": round(peak_mb(server.pid)),
-                             "page_rss_after_mb": round(peak_mb(server.pid, "VmRSS")),
+            out["slide"] |= {"page_seconds": round(seconds, 1), "page_peak_mb": round(memory_mb(server.pid)),
+                             "page_rss_after_mb": round(memory_mb(server.pid, "VmRSS")),
                              "page_cells": sum(image["counts"].values()), "zoom_levels": (image["zoom"] or {}).get("levels")}
         finally:
             server.terminate()

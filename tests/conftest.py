@@ -142,6 +142,7 @@ class BlobDetector:
     imgsz = train_imgsz = 400
     RBC_PX = 41.0  # a disc of radius 20 drawn by cv2.circle is 41 px across
     scale = ModelScale(1.0, 1.0, RBC_PX)
+    stain_hues = None  # no stain range recorded: the `stain colour` reason stays silent
     thresholds = Thresholds({n: 0.5 for n in names}, "test")
 
     def __init__(self):

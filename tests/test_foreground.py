@@ -36,9 +36,10 @@ def test_an_unscaled_models_red_cell_is_bccds(bccd_dataset):
     """The fallback is BCCD's median whole red cell in its 640 px photos, measured here from the train labels;
     2 %: BCCD's labels and the complete re-annotation differ by 0.5 px on ~104 (scale.py)."""
     from bccd_yolo.measure.calibrate import training_scale
+    from bccd_yolo.measure.evaluate import load_ground_truth
 
     info = {"path": str(bccd_dataset), "train": str(bccd_dataset / "images" / "train")}
-    measured = training_scale(info, ["RBC", "WBC", "Platelets"], imgsz=640)
+    measured = training_scale(load_ground_truth(info, "train"), ["RBC", "WBC", "Platelets"], imgsz=640)
     assert measured is not None and UNSCALED_RBC_PX == pytest.approx(measured["rbc_px"], rel=0.02)
 
 

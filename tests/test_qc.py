@@ -117,6 +117,7 @@ def test_a_stain_hue_outside_the_training_fields_is_a_reason_and_calibrate_recor
     from bccd_yolo.core.images import open_image
     from bccd_yolo.count.qc import stain_of
     from bccd_yolo.measure.calibrate import training_stain
+    from bccd_yolo.measure.evaluate import load_ground_truth
     from bccd_yolo.yolo.data import resolve_data
 
     for split in ("train", "val"):
@@ -128,7 +129,7 @@ def test_a_stain_hue_outside_the_training_fields_is_a_reason_and_calibrate_recor
     discs(tmp_path / "images" / "val" / "v.png", (176, 90, 120))  # as the middle train field
     (tmp_path / "labels" / "val" / "v.txt").write_text("")
     (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {NAMES}\n")
-    record = training_stain(resolve_data(str(tmp_path / "data.yaml"))[1])
+    record = training_stain(load_ground_truth(resolve_data(str(tmp_path / "data.yaml"))[1], "train"))
     assert record is not None
     hues = tuple(record["hue_deg"])
 

@@ -352,7 +352,7 @@ def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource |
                 opened.close()
     found = signals(d, detector.names, detector.thresholds.by_class, float(t.width * t.height),
                     stain.share if stain else None, stain.hue if stain else None)
-    return notes + reasons(found, getattr(detector, "stain_hues", None))
+    return notes + reasons(found, detector.stain_hues)
 
 
 @dataclass

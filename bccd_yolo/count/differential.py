@@ -163,7 +163,9 @@ class ExportedClassifier:
 
         self._runner = ExportedModel(export, record, batch)
         self.batch = batch
-        self.release_memory = self._runner.release_memory
+
+    def release_memory(self) -> None:
+        self._runner.release_memory()
 
     def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
         out = []

@@ -73,10 +73,6 @@ def stain_of(src: ImageSource) -> Stain:
     return Stain(float(stained.mean()), hue)
 
 
-def stained_share(src: ImageSource) -> float:
-    return stain_of(src).share
-
-
 def hue_outside(hue: float, hues: tuple[float, float]) -> float:
     """Degrees from `hue` to the range `hues` (lo to hi, counter-clockwise); 0 inside it."""
     lo, hi = hues

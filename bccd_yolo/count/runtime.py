@@ -56,6 +56,7 @@ class ExportedModel:
         self.names, self.train_imgsz, self.stride = list(record.names), record.train_imgsz, record.stride
         self.backend, self.batch, self.iou, self.max_det = record.backend, batch, iou, max_det
         self.precision, self.pin_fp32 = record.precision, pin_fp32
+        self._compiled: Any = None  # OpenVINO's compiled model (release_memory); None for ONNX Runtime
         self._run = self._load()
 
     def _load(self) -> Any:
@@ -88,9 +89,8 @@ class ExportedModel:
 
     def release_memory(self) -> None:
         """Give back the buffers OpenVINO keeps for the shapes it ran (a long-running server between counts)."""
-        compiled = getattr(self, "_compiled", None)
-        if compiled is not None:
-            compiled.release_memory()
+        if self._compiled is not None:
+            self._compiled.release_memory()
 
     def _load_onnx(self) -> Any:
         import onnxruntime as ort

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, TypeVar, Union
 
 from ..core.detections import Detections
 from ..core.errors import InputError
@@ -17,6 +17,7 @@ LOGGER = logging.getLogger(__name__)
 
 DEFAULT_CONF = 0.25  # Ultralytics' own default, used for classes without a calibrated threshold
 RAW_CONF = 0.01  # tiles are predicted down to this, merged, and only then thresholded
+T = TypeVar("T")
 Conf = Union[float, dict[str, float], None]  # one threshold for every class, some classes', or none given
 
 
@@ -71,29 +72,29 @@ def read_sidecar(sidecar: Path, names: list[str]) -> dict[str, float]:
     return known
 
 
-def read_model_scale(weights: Path) -> ModelScale | None:
-    """The scale recorded in a model's sidecar by calibrate; None for models calibrated before scales existed."""
+def _recorded(weights: Path, key: str, parse: Callable[[Any], T], expected: str) -> T | None:
+    """One record of a model's sidecar, parsed; None where there is no sidecar or it lacks the record (a model
+    calibrated before the record existed); a malformed record is one line naming the sidecar."""
     sidecar = thresholds_path(weights)
     if not sidecar.is_file():
         return None
     try:
-        rec = json.loads(sidecar.read_text()).get("scale")
-        return None if rec is None else ModelScale(float(rec["mpp"]), float(rec["photo_mpp"]), float(rec["rbc_px"]))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(sidecar, "scale is not {\"mpp\": um/px, \"photo_mpp\": um/px, \"rbc_px\": px}") from None
+        rec = json.loads(sidecar.read_text()).get(key)
+        return None if rec is None else parse(rec)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise InputError(sidecar, f"{key} is not {expected}") from None
+
+
+def read_model_scale(weights: Path) -> ModelScale | None:
+    """The scale recorded in a model's sidecar by calibrate (or finetune)."""
+    return _recorded(weights, "scale", lambda r: ModelScale(float(r["mpp"]), float(r["photo_mpp"]), float(r["rbc_px"])),
+                     "{\"mpp\": um/px, \"photo_mpp\": um/px, \"rbc_px\": px}")
 
 
 def read_stain_hues(weights: Path) -> tuple[float, float] | None:
-    """The hue range (CIELAB degrees, lo to hi) of the stain on the model's training fields, recorded by calibrate;
-    None for models calibrated before it was."""
-    sidecar = thresholds_path(weights)
-    if not sidecar.is_file():
-        return None
-    try:
-        rec = json.loads(sidecar.read_text()).get("stain")
-        return None if rec is None else (float(rec["hue_deg"][0]), float(rec["hue_deg"][1]))
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-        raise InputError(sidecar, "stain is not {\"hue_deg\": [lo, hi]}") from None
+    """The hue range (CIELAB degrees, lo to hi) of the stain on the model's training fields, recorded by calibrate."""
+    return _recorded(weights, "stain", lambda r: (float(r["hue_deg"][0]), float(r["hue_deg"][1])),
+                     "{\"hue_deg\": [lo, hi]}")
 
 
 def write_sidecar(path: Path, thresholds: dict[str, float], meta: dict[str, Any]) -> None:

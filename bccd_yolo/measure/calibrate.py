@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.detections import Detections
 from ..core.errors import InputError
+
+if TYPE_CHECKING:
+    from .evaluate import GroundTruth
 
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
@@ -64,16 +68,15 @@ def calibrate_thresholds(preds: list[Detections], true: np.ndarray, names: list[
     return Calibration(thresholds, maes, biases)
 
 
-def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
-    """The model's scale (see scale.py) from the red cells of the data's train split, as a sidecar record."""
+def training_scale(train: list[GroundTruth], names: list[str], imgsz: int) -> dict | None:
+    """The model's scale (see scale.py) from the red cells of the data's train split (`load_ground_truth(info,
+    "train")`), as a sidecar record."""
     from ..core.scale import RBC_DIAMETER_UM, model_scale
-    from .evaluate import load_ground_truth
 
     if "RBC" not in names:
         return None
-    gts = load_ground_truth(info, "train")
     try:
-        scale, n = model_scale(((g.boxes, g.width, g.height) for g in gts), names.index("RBC"), imgsz)
+        scale, n = model_scale(((g.boxes, g.width, g.height) for g in train), names.index("RBC"), imgsz)
     except ValueError:
         return None
     return {**scale.as_dict(), "from": f"median of {n} whole red cells in the train split's labels, taken as "
@@ -83,15 +86,13 @@ def training_scale(info: dict, names: list[str], imgsz: int) -> dict | None:
 STAIN_SAMPLE = 300  # train images whose stain hue is measured, spread over the split
 
 
-def training_stain(info: dict) -> dict | None:
+def training_stain(train: list[GroundTruth]) -> dict | None:
     """The hue range of the train split's stain (1st to 99th percentile of the fields' hues, see count.qc), as a
     sidecar record: the qc verdict's `stain colour` reason compares each counted field with it."""
     from ..core.images import open_image
     from ..count.qc import stain_of
-    from .evaluate import load_ground_truth
 
-    gts = load_ground_truth(info, "train")
-    picks = [gts[round(i)] for i in np.linspace(0, len(gts) - 1, min(STAIN_SAMPLE, len(gts)))] if gts else []
+    picks = [train[round(i)] for i in np.linspace(0, len(train) - 1, min(STAIN_SAMPLE, len(train)))] if train else []
     hues = []
     for g in picks:
         src = open_image(g.path)
@@ -148,9 +149,10 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
-    scale = training_scale(info, names, detector.train_imgsz)
+    train = load_ground_truth(info, "train")  # read once: the scale and the stain both come from it
+    scale = training_scale(train, names, detector.train_imgsz)
     weighting = "each source the same" if groups else "each image the same"
-    stain = training_stain(info)
+    stain = training_stain(train)
     write_sidecar(sidecar, cal.thresholds, {"scale": scale, **({"stain": stain} if stain else {}), "split": split,
                                  "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "weighting": weighting, "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,

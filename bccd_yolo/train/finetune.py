@@ -243,12 +243,13 @@ def record_scale(save_dir: Path, data: str, imgsz: int | None) -> None:
     fills in): without it, `count --mpp` would have nothing to resample to, and would change nothing."""
     from ..count.thresholds import thresholds_path, write_sidecar
     from ..measure.calibrate import training_scale
+    from ..measure.evaluate import load_ground_truth
     from ..yolo.data import resolve_data
 
     try:
         _, info = resolve_data(data)
         names = [info["names"][i] for i in range(len(info["names"]))]
-        scale = training_scale(info, names, int(imgsz or 640))
+        scale = training_scale(load_ground_truth(info, "train"), names, int(imgsz or 640))
     except (InputError, KeyError, TypeError):
         scale = None
     for weights in (save_dir / "weights").glob("*.pt"):
