@@ -147,6 +147,44 @@ def test_a_stain_hue_outside_the_training_fields_is_a_reason_and_calibrate_recor
     assert grey.hue is None and said == []
 
 
+def test_a_checkpoint_only_finetuned_carries_its_training_stain_and_scale(tmp_path):
+    """finetune's sidecar (before any calibrate) records the stain hues and the red cells' scale of its train
+    split, so qc can say `stain colour` of a model nobody calibrated: pink train fields, violet outside."""
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.qc import stain_of
+    from bccd_yolo.count.thresholds import read_model_scale, read_stain_hues
+    from bccd_yolo.train.finetune import record_scale
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+    # each disc (radius 18, so 37 px across) labelled as a whole red cell of the 320 x 240 field
+    lines = "".join(f"0 {(25 + (k % 6) * 52) / 320:.6f} {(30 + (k // 6) * 58) / 240:.6f} {37 / 320:.6f} {37 / 240:.6f}\n"
+                    for k in range(24))
+    for i in range(12):
+        discs(tmp_path / "images" / "train" / f"f{i}.png", (200 - 4 * i, 90, 120))
+        (tmp_path / "labels" / "train" / f"f{i}.txt").write_text(lines)
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
+    weights = tmp_path / "run" / "weights" / "best.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not read")
+    record_scale(tmp_path / "run", str(tmp_path / "data.yaml"), 320)
+    hues, scale = read_stain_hues(weights), read_model_scale(weights)
+    assert hues is not None and scale is not None
+    assert abs(scale.rbc_px - 37) <= 1  # the labelled cells' size, at imgsz 320 = the fields' own width
+
+    def hue(path):
+        src = open_image(path)
+        try:
+            return stain_of(src).hue
+        finally:
+            src.close()
+
+    assert hues[0] <= hue(tmp_path / "images" / "train" / "f6.png") <= hues[1]
+    violet = hue(discs(tmp_path / "violet.png", (110, 70, 200)))
+    assert not hues[0] <= violet <= hues[1]
+
+
 def test_hue_ranges_wrap_around_180_degrees():
     from bccd_yolo.count.qc import hue_outside
 
