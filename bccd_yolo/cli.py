@@ -265,8 +265,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     req = AdaptRequest(str(args.folder), str(args.out), args.classes, args.source_classes,
                        str(args.weights) if args.weights else None, args.stage, args.epochs, args.imgsz, args.batch,
-                       args.hold_back, args.seed, args.project, args.name, args.resume, args.overwrite,
-                       parse_overrides(args.overrides))
+                       images_per_epoch=args.images_per_epoch, hold_back=args.hold_back, seed=args.seed,
+                       project=args.project, name=args.name, resume=args.resume, overwrite=args.overwrite,
+                       overrides=parse_overrides(args.overrides))
     summary = adapt(req)
     print(describe(summary, list(summary["held_back_mae"]["before"])))
     print(f"model written: {args.out} (count --weights {args.out} uses it)")
@@ -490,10 +491,13 @@ def add_adapt(sub: Any) -> None:
     p.add_argument("--weights", type=Path, default=None, help="model to adapt (default: the shipped model)")
     p.add_argument("--stage", choices=("3", "full"), default=None,
                    help=f"3: backbone frozen; full: everything trains (default {SMALL_DATA['stage']})")
-    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"most epochs (default {SMALL_DATA['epochs']}, "
-                                                                 f"stopping after {SMALL_DATA['patience']} without gain)")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"epochs (default {SMALL_DATA['epochs']}; the weights "
+                                                                 "kept are the epoch best on the held-back fields)")
     p.add_argument("--imgsz", type=IMGSZ, default=None, help=f"default {SMALL_DATA['imgsz']}")
     p.add_argument("--batch", type=POSITIVE, default=None, help="default: the training fields, at most 16")
+    p.add_argument("--images-per-epoch", type=POSITIVE, default=None,
+                   help=f"training fields repeated, each copy augmented anew, to at least this many an epoch "
+                        f"(default {SMALL_DATA['images_per_epoch']})")
     p.add_argument("--hold-back", type=POSITIVE, default=None, help="fields held back to check on (default a quarter, at least 3)")
     p.add_argument("--seed", type=int, default=0, help="which fields are held back")
     p.add_argument("--project", default="runs")

@@ -55,8 +55,9 @@ def draw_fields(source: str, n: int, draw: int, folder: Path) -> Path:
     return folder
 
 
-def evaluate(weights: Path, source: str) -> dict:
-    """Count MAE, bias and AP50 per class on the source's val fields, counted as `count` counts them."""
+def evaluate(weights: Path, source: str, rest: int = 0, exclude: set[str] | None = None) -> dict:
+    """Count MAE, bias and AP50 per class on the source's val fields, counted as `count` counts them; with `rest`,
+    on that many of its train fields (a fixed draw) whose names are not in `exclude` instead."""
     from bccd_yolo.count.detector import Detector
     from bccd_yolo.data.convert import ClassSpec, read_source
     from bccd_yolo.data.sources import SourceSpec
@@ -67,7 +68,12 @@ def evaluate(weights: Path, source: str) -> dict:
     low = Detector(weights, backend="torch", conf=EVAL_CONF, quiet=True)
     data, _ = read_source(SourceSpec(source, SHARED / "txl-pbc-other" / source), ClassSpec.parse(",".join(det.names)),
                           ",".join(CLASS_ORDER), "official", 0, 0.0, 0.0, "drop")
-    fields = fields_of(data.splits["val"], det.names)
+    pool = data.splits["val"]
+    if rest:
+        others = sorted((a for a in data.splits["train"] if a.image_path.name not in (exclude or set())),
+                        key=lambda a: a.image_path.name)
+        pool = random.Random(7).sample(others, rest)
+    fields = fields_of(pool, det.names)
     return summarise(count_fields(fields, det, low), det.names)
 
 
@@ -160,8 +166,9 @@ def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_n*.json")) if not p.name.startswith("settings")]
     print(table(records))
     plot(records, OUT / "adapt_curve.png")
-    (OUT / "README.md").write_text("# adapt learning curve\n\n`python benchmarks/adapt_curve.py` (see its docstring)\n\n"
-                                   + table(records) + "\n")
+    (OUT / "README.md").write_text("# adapt learning curve\n\n`python benchmarks/adapt_curve.py` (see its docstring), `adapt` "
+                                   "at its defaults (`SMALL_DATA` in bccd_yolo/train/adapt.py). The curve with the "
+                                   "settings before (one optimiser step an epoch) is in one-step/.\n\n" + table(records) + "\n")
 
 
 if __name__ == "__main__":

@@ -117,13 +117,17 @@ def test_proposals_corrected_nowhere_go_through_adapt_into_a_model_count_uses(tm
     assert main(["count", *map(str, photos), "--labels-out", str(proposals), "--quiet", "--no-differential"]) == 0
     capsys.readouterr()
     out = tmp_path / "models" / "lab.pt"
-    code = main(["adapt", str(proposals), "--out", str(out), "--epochs", "1", "--imgsz", "160",
+    code = main(["adapt", str(proposals), "--out", str(out), "--epochs", "1", "--imgsz", "160", "--images-per-epoch", "3",
                  "--project", str(tmp_path / "runs")])
     printed = capsys.readouterr().out
     assert code == 0
     sidecar = json.loads(out.with_suffix(".thresholds.json").read_text())
     assert sidecar["origin"] == "bccd-yolo adapt"
     assert len(sidecar["adapt"]["held_back"]) == 3 and len(sidecar["adapt"]["trained_on"]) == 2
+    # the 2 train fields repeated to at least 3 an epoch: twice each; the held-back fields once, never trained on
+    data = tmp_path / "runs" / "adapt-lab" / "data"
+    assert len(list((data / "images" / "train").iterdir())) == 4 and len(list((data / "images" / "val").iterdir())) == 3
+    assert not {p.stem for p in (data / "images" / "val").iterdir()} & {p.stem.split("__")[0] for p in (data / "images" / "train").iterdir()}
     assert set(sidecar["thresholds"]) == {"RBC", "WBC", "Platelets"}
     assert "count MAE before" in printed and all(name in printed for name in sidecar["adapt"]["held_back"])
     assert sorted(p.name for p in out.parent.iterdir()) == ["lab.pt", "lab.thresholds.json"]
