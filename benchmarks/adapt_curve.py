@@ -119,7 +119,19 @@ def table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def plot(records: list[dict], path: Path) -> None:
+def _curve(records: list[dict], source: str, stage: str, cls: str) -> tuple[list[int], list[float], list[list[float]]]:
+    """N, the mean count MAE over draws, and the range below and above it, for one source and stage."""
+    by_n: dict[int, list[float]] = {}
+    for r in records:
+        if r["source"] == source and (r["stage"] == stage or r["n"] == 0):
+            by_n.setdefault(r["n"], []).append(r["val"]["classes"][cls]["count_mae"])
+    ns = sorted(by_n)
+    means = [sum(by_n[n]) / len(by_n[n]) for n in ns]
+    return ns, means, [[m - min(by_n[n]) for n, m in zip(ns, means)], [max(by_n[n]) - m for n, m in zip(ns, means)]]
+
+
+def plot(records: list[dict], path: Path, before: list[dict] | None = None) -> None:
+    """Mean count MAE per N (bars: the draws' range) per source; `before`: the curve of the settings before, dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,16 +140,16 @@ def plot(records: list[dict], path: Path) -> None:
     sources = sorted({r["source"] for r in records})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, cls, goal in ((axes[0], "RBC", 2.0), (axes[1], "WBC", 0.15)):
-        for source in sources:
-            for stage, style in (("full", "-o"), ("3", "--s")):
-                pts = sorted((r["n"], r["val"]["classes"][cls]["count_mae"]) for r in records
-                             if r["source"] == source and (r["stage"] == stage or r["n"] == 0))
-                if len(pts) > 1:
-                    ax.plot(*zip(*pts), style, label=f"{source}, stage {stage}")
+        for i, source in enumerate(sources):
+            for recs, style, label in ((records, "-o", ""), (before or [], "--s", ", settings before")):
+                ns, means, err = _curve(recs, source, "full", cls)
+                if len(ns) > 1:
+                    ax.errorbar(ns, means, yerr=err, fmt=style, color=f"C{i}", capsize=3, alpha=1 if not label else 0.5,
+                                label=f"{source}{label}")
         ax.axhline(goal, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("labelled fields of the new source (N)")
         ax.set_ylabel(f"{cls} count MAE per val field")
-        ax.set_title(f"{cls}: goal {goal} at N = 10")
+        ax.set_title(f"{cls}: goal {goal} at N = 10 (mean of draws, bars: range)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -164,8 +176,10 @@ def main() -> None:
                               f"WBC {c['WBC']['count_mae']:.2f} Plt {c['Platelets']['count_mae']:.2f}; "
                               f"{r.get('adapt_seconds', 0) / 60:.1f} min", flush=True)
     records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_n*.json")) if not p.name.startswith("settings")]
+    n0 = [r for r in records if r["n"] == 0]  # the base model: the same for both settings
+    before = n0 + [json.loads(p.read_text()) for p in sorted((OUT / "one-step").glob("*_n*.json"))]
     print(table(records))
-    plot(records, OUT / "adapt_curve.png")
+    plot(records, OUT / "adapt_curve.png", before)
     (OUT / "README.md").write_text("# adapt learning curve\n\n`python benchmarks/adapt_curve.py` (see its docstring), `adapt` "
                                    "at its defaults (`SMALL_DATA` in bccd_yolo/train/adapt.py). The curve with the "
                                    "settings before (one optimiser step an epoch) is in one-step/.\n\n" + table(records) + "\n")
