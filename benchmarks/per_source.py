@@ -21,23 +21,25 @@ SHARED = ROOT.parent / "shared"
 OTHER_ORDER = "WBC,RBC,Platelets"  # TXL's class order in txl-pbc-other's label files
 
 
-def load_sources(split: str, names: list[str], wanted: list[str]):
+def read_sources(names: list[str], wanted: list[str]):
+    """Each wanted source's labelled splits (SourceData): BCCD with its complete labels, PBC and Raabin-WBC."""
     from bccd_yolo.data.convert import ClassSpec, read_source
     from bccd_yolo.data.sources import SourceSpec
-    from bccd_yolo.measure.per_source import fields_of
 
     spec = ClassSpec.parse(",".join(names))
-    out = {}
-    if "bccd" in wanted:
-        bccd = SourceSpec("bccd", SHARED / "BCCD_Dataset", annotations=SHARED / "txl-pbc-bccd" / "Annotations")
-        data, _ = read_source(bccd, spec, None, "official", 0, 0.2, 0.2, "drop")
-        out["bccd"] = fields_of(data.splits[split], names)
-    for name in ("pbc", "raabin"):
-        if name in wanted:
-            data, _ = read_source(SourceSpec(name, SHARED / "txl-pbc-other" / name), spec, OTHER_ORDER, "official", 0,
-                                  0.2, 0.2, "drop")
-            out[name] = fields_of(data.splits["val"], names)  # their test split is not here
-    return out
+    specs = {"bccd": (SourceSpec("bccd", SHARED / "BCCD_Dataset", annotations=SHARED / "txl-pbc-bccd" / "Annotations"), None),
+             "pbc": (SourceSpec("pbc", SHARED / "txl-pbc-other" / "pbc"), OTHER_ORDER),
+             "raabin": (SourceSpec("raabin", SHARED / "txl-pbc-other" / "raabin"), OTHER_ORDER)}
+    return {name: read_source(source, spec, order, "official", 0, 0.2, 0.2, "drop")[0]
+            for name, (source, order) in specs.items() if name in wanted}
+
+
+def load_sources(split: str, names: list[str], wanted: list[str]):
+    from bccd_yolo.measure.per_source import fields_of
+
+    # BCCD's split is `split`; PBC's and Raabin's are always val: their test split is not here
+    return {name: fields_of(data.splits[split if name == "bccd" else "val"], names)
+            for name, data in read_sources(names, wanted).items()}
 
 
 def main() -> None:

@@ -29,43 +29,43 @@ from pathlib import Path
 
 import numpy as np
 
+from bccd_yolo.core.edges import EDGE_MARGIN, EdgeRule, edge_mask
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 NEAR = 0.1
-EDGE_PX = 2.0
-
-
-def on_edge(xyxy: np.ndarray, w: int, h: int) -> np.ndarray:
-    return (xyxy[:, 0] <= EDGE_PX) | (xyxy[:, 1] <= EDGE_PX) | (xyxy[:, 2] >= w - EDGE_PX) | (xyxy[:, 3] >= h - EDGE_PX)
-
-
 CUT = (0.1, 0.15, 0.2)
+
+
+def on_edge(d, w: int, h: int) -> np.ndarray:
+    """Which boxes of `d` the field's edge cuts (count's own test: within EDGE_MARGIN of it)."""
+    return ~edge_mask(d, EdgeRule.INTERIOR, 0, 0, w, h)
 
 
 def cut_extent(xyxy: np.ndarray, w: int, h: int, diameter: float) -> np.ndarray:
     """Per box cut by an edge, its extent across the edge(s) it touches, in red-cell diameters; NaN if not cut."""
-    across_x = np.where((xyxy[:, 0] <= EDGE_PX) | (xyxy[:, 2] >= w - EDGE_PX), xyxy[:, 2] - xyxy[:, 0], np.inf)
-    across_y = np.where((xyxy[:, 1] <= EDGE_PX) | (xyxy[:, 3] >= h - EDGE_PX), xyxy[:, 3] - xyxy[:, 1], np.inf)
+    m = EDGE_MARGIN
+    across_x = np.where((xyxy[:, 0] <= m) | (xyxy[:, 2] >= w - m), xyxy[:, 2] - xyxy[:, 0], np.inf)
+    across_y = np.where((xyxy[:, 1] <= m) | (xyxy[:, 3] >= h - m), xyxy[:, 3] - xyxy[:, 1], np.inf)
     extent = np.minimum(across_x, across_y) / diameter
     return np.where(np.isfinite(extent), extent, np.nan)
 
 
 def train_cells(source: str, names: list[str]) -> tuple[float, np.ndarray]:
-    """The source's median whole red cell (px, from its train labels) and its labelled cut cells' extents."""
-    from per_source import OTHER_ORDER, SHARED  # type: ignore[import-not-found]
+    """The source's median whole red cell (px; convert's own figure, from its train labels) and its labelled cut
+    cells' extents."""
+    from per_source import read_sources  # type: ignore[import-not-found]
 
-    from bccd_yolo.data.convert import ClassSpec, read_source
-    from bccd_yolo.data.sources import SourceSpec
+    from bccd_yolo.data.labels import boxes_as_detections
+    from bccd_yolo.data.sources import rbc_diameter
 
-    spec = (SourceSpec("bccd", SHARED / "BCCD_Dataset", annotations=SHARED / "txl-pbc-bccd" / "Annotations")
-            if source == "bccd" else SourceSpec(source, SHARED / "txl-pbc-other" / source))
-    data, _ = read_source(spec, ClassSpec.parse(",".join(names)), None if source == "bccd" else OTHER_ORDER,
-                          "official", 0, 0.2, 0.2, "drop")
-    boxes = [(np.array([[b.x1, b.y1, b.x2, b.y2] for b in a.boxes if b.name == "RBC"], float).reshape(-1, 4),
-              a.width, a.height) for a in data.splits["train"]]
-    whole = np.concatenate([np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[~on_edge(b, w, h)] for b, w, h in boxes])
-    diameter = float(np.median(whole))
-    extents = np.concatenate([cut_extent(b, w, h, diameter) for b, w, h in boxes])
+    data = read_sources(names, [source])[source]
+    diameter = rbc_diameter(data, tuple(names))
+    if diameter is None:
+        raise SystemExit(f"{source}: fewer than 10 whole red cells labelled in its train split")
+    k = names.index("RBC")
+    cells = [(boxes_as_detections(a.boxes, names), a.width, a.height) for a in data.splits["train"]]
+    extents = np.concatenate([cut_extent(d.xyxy[d.cls == k], w, h, diameter) for d, w, h in cells])
     return diameter, extents[~np.isnan(extents)]
 
 
@@ -82,7 +82,7 @@ def explain(result, k: int, limit: float) -> tuple[list[str], list[str], np.ndar
     found = counted.subset(counted.cls == k)
     m = match(found, truth)
     missed, extra = ~m.truth, ~m.pred
-    edge_t, edge_p = on_edge(truth.xyxy, f.width, f.height), on_edge(found.xyxy, f.width, f.height)
+    edge_t, edge_p = on_edge(truth, f.width, f.height), on_edge(found, f.width, f.height)
     low = ranked.subset((ranked.cls == k) & (ranked.score < limit))
     others = counted.subset(counted.cls != k)
     iou_low = iou_matrix(truth.xyxy, low.xyxy) if len(low) else np.zeros((len(truth), 0))

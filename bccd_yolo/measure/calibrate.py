@@ -108,6 +108,13 @@ def training_stain(train: list[GroundTruth]) -> dict | None:
     return {"hue_deg": [lo, hi], "from": f"1st-99th percentile of {len(hues)} train fields' stain hue (CIELAB a*b*)"}
 
 
+def training_record(train: list[GroundTruth], names: list[str], imgsz: int) -> dict:
+    """What a model's sidecar records of its train split: the scale (None where it has no red cells to tell it)
+    and, where enough fields show one, the stain's hue range."""
+    stain = training_stain(train)
+    return {"scale": training_scale(train, names, imgsz), **({"stain": stain} if stain else {})}
+
+
 def source_groups(info: dict, gts: list) -> list[np.ndarray] | None:
     """Image indices per source of data converted from several sources (data.yaml `sources:`), else None."""
     from ..data.sources import source_of
@@ -149,11 +156,9 @@ def calibrate(weights: Path, data: str, split: str = "val", force: bool = False,
     summary = {n: {"threshold": cal.thresholds[n], "mae_default": round(cal.mae_at(n, DEFAULT_CONF), 3),
                    "mae_calibrated": round(cal.mae_at(n, cal.thresholds[n]), 3)} for n in names}
     # paths relative to the sidecar: the file travels with the weights to other machines
-    train = load_ground_truth(info, "train")  # read once: the scale and the stain both come from it
-    scale = training_scale(train, names, detector.train_imgsz)
+    trained = training_record(load_ground_truth(info, "train"), names, detector.train_imgsz)
     weighting = "each source the same" if groups else "each image the same"
-    stain = training_stain(train)
-    write_sidecar(sidecar, cal.thresholds, {"scale": scale, **({"stain": stain} if stain else {}), "split": split,
+    write_sidecar(sidecar, cal.thresholds, {**trained, "split": split,
                                  "data": os.path.relpath(data, sidecar.parent), "images": len(gts), "weighting": weighting, "imgsz": detector.imgsz,
                                  "default_conf": DEFAULT_CONF, "count_mae": summary,
                                  "grid": GRID.tolist(), "mae_curve": cal.mae_curve, "bias_curve": cal.bias_curve})

@@ -243,23 +243,20 @@ def record_scale(save_dir: Path, data: str, imgsz: int | None) -> None:
     yet, which `calibrate` fills in): without the scale, `count --mpp` would have nothing to resample to and would
     change nothing; without the stain, qc could not say that a field's colour is unlike anything trained on."""
     from ..count.thresholds import thresholds_path, write_sidecar
-    from ..measure.calibrate import training_scale, training_stain
+    from ..measure.calibrate import training_record
     from ..measure.evaluate import load_ground_truth
     from ..yolo.data import resolve_data
 
     try:
         _, info = resolve_data(data)
         names = [info["names"][i] for i in range(len(info["names"]))]
-        train = load_ground_truth(info, "train")
-        scale = training_scale(train, names, int(imgsz or 640))
-        stain = training_stain(train) if scale is not None else None
+        trained = training_record(load_ground_truth(info, "train"), names, int(imgsz or 640))
     except (InputError, KeyError, TypeError):
-        scale = stain = None
+        trained = {"scale": None}
     for weights in (save_dir / "weights").glob("*.pt"):
         sidecar = thresholds_path(weights)
-        if scale is not None and not sidecar.exists():
-            write_sidecar(sidecar, {}, {"scale": scale, **({"stain": stain} if stain else {}),
-                                        "note": "scale and stain from the training data; thresholds: run calibrate"})
+        if trained["scale"] is not None and not sidecar.exists():
+            write_sidecar(sidecar, {}, {**trained, "note": "scale and stain from the training data; thresholds: run calibrate"})
 
 
 def training_hooks(callbacks: dict[str, Callable[[Any], object]] | None, shares: dict[str, float],
