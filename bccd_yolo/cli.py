@@ -491,8 +491,8 @@ def add_adapt(sub: Any) -> None:
     p.add_argument("--weights", type=Path, default=None, help="model to adapt (default: the shipped model)")
     p.add_argument("--stage", choices=("3", "full"), default=None,
                    help=f"3: backbone frozen; full: everything trains (default {SMALL_DATA['stage']})")
-    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"epochs (default {SMALL_DATA['epochs']}; the weights "
-                                                                 "kept are the epoch best on the held-back fields)")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help=f"epochs (default {SMALL_DATA['epochs']}; the last "
+                                                                 "epoch's weights are kept)")
     p.add_argument("--imgsz", type=IMGSZ, default=None, help=f"default {SMALL_DATA['imgsz']}")
     p.add_argument("--batch", type=POSITIVE, default=None, help="default: the training fields, at most 16")
     p.add_argument("--images-per-epoch", type=POSITIVE, default=None,

@@ -26,6 +26,7 @@ SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results" / "adapt_curve"
 BASE_COMMIT = "3328f59"  # the BCCD-only model shipped before the three-source one
 CLASS_ORDER = ["WBC", "RBC", "Platelets"]  # TXL's order in txl-pbc-other's label files
+PREVIOUS = "sgd0.002-best"  # the curve with the settings before, drawn dashed
 
 
 def base_model(work: Path) -> Path:
@@ -177,12 +178,13 @@ def main() -> None:
                               f"{r.get('adapt_seconds', 0) / 60:.1f} min", flush=True)
     records = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_n*.json")) if not p.name.startswith("settings")]
     n0 = [r for r in records if r["n"] == 0]  # the base model: the same for both settings
-    before = n0 + [json.loads(p.read_text()) for p in sorted((OUT / "one-step").glob("*_n*.json"))]
+    before = n0 + [json.loads(p.read_text()) for p in sorted((OUT / PREVIOUS).glob("*_n*.json"))]
     print(table(records))
     plot(records, OUT / "adapt_curve.png", before)
     (OUT / "README.md").write_text("# adapt learning curve\n\n`python benchmarks/adapt_curve.py` (see its docstring), `adapt` "
                                    "at its defaults (`SMALL_DATA` in bccd_yolo/train/adapt.py). The curve with the "
-                                   "settings before (one optimiser step an epoch) is in one-step/.\n\n" + table(records) + "\n")
+                                   "settings before are in sgd0.002-best/ (SGD 0.002, the epoch the held-back fields chose; "
+                                   "dashed in the figure) and one-step/ (one optimiser step an epoch).\n\n" + table(records) + "\n")
 
 
 if __name__ == "__main__":

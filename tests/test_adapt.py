@@ -110,6 +110,27 @@ def test_an_interrupted_adapt_leaves_no_model(tmp_path, monkeypatch):
     assert not (tmp_path / "m.pt").exists() and not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".m.pt*"))
 
 
+def test_the_last_epoch_is_published_not_the_one_three_held_back_fields_chose(tmp_path, monkeypatch):
+    """Three fields cannot choose an epoch (see SMALL_DATA): the model written is the run's last.pt."""
+    import torch
+
+    from bccd_yolo.count.detector import SHIPPED_WEIGHTS
+
+    def trained(req):  # a run whose best.pt and last.pt differ
+        weights = Path(req.project) / req.name / "weights"
+        weights.mkdir(parents=True)
+        shutil.copyfile(SHIPPED_WEIGHTS, weights / "best.pt")
+        ckpt = torch.load(SHIPPED_WEIGHTS, map_location="cpu", weights_only=False)
+        torch.save({**ckpt, "epoch": 14}, weights / "last.pt")
+        return {"train_seconds": 0.0}
+
+    monkeypatch.setattr("bccd_yolo.train.finetune.finetune", trained)
+    summary = adapt(AdaptRequest(str(lab_folder(tmp_path / "lab", 4)), str(tmp_path / "m.pt"), project=str(tmp_path / "runs")))
+    last = tmp_path / "runs" / "adapt-m" / "train" / "weights" / "last.pt"
+    assert (tmp_path / "m.pt").read_bytes() == last.read_bytes() != (last.parent / "best.pt").read_bytes()
+    assert summary["held_back_mae"]["after"].keys() == {"RBC", "WBC", "Platelets"}
+
+
 def test_proposals_corrected_nowhere_go_through_adapt_into_a_model_count_uses(tmp_path, capsys):
     """count --labels-out writes proposals; adapt reads that folder as it is; the model it writes counts."""
     photos = sorted((PBC / "images" / "val").iterdir())[:5]
