@@ -8,18 +8,21 @@
 - slide: a --side px PNG slide of BCCD test photos (benchmarks/slide_memory.py's), counted by `bccd-yolo count
   --out` and by the page (POST /api/jobs, polled as the page does; its Deep Zoom tiles included), on a fresh
   server and on the one that counted the photos; peak RSS of each process (the CLI's own getrusage; the
-  server's VmHWM). Target: the server's no higher than the CLI's.
+  server's VmHWM), the fresh server's largest RSS in each state of the job, and what importing FastAPI and
+  uvicorn costs a fresh Python. Target: the server's no higher than the CLI's.
 Writes benchmarks/results/serve_speed.json with the CPU's model name.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -82,14 +85,42 @@ def page_count(base: str, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def page_job(base: str, path: Path) -> tuple[float, dict]:
+def page_job(base: str, path: Path, pid: int | None = None, stages: dict[str, float] | None = None) -> tuple[float, dict]:
+    """The job's seconds and last status; with `pid` and `stages`, the server's largest RSS (MB, sampled every
+    50 ms) in each state the job was seen in (upload, queued, counting, zoom, done): where its peak comes from."""
     start = time.perf_counter()
-    with path.open("rb") as f:
-        job = httpx.post(base + "/api/jobs", files=[("files", (path.name, f))], timeout=600).json()
-    while job["state"] not in ("done", "failed"):
-        time.sleep(0.3)
-        job = httpx.get(f"{base}/api/jobs/{job['id']}", timeout=60).json()
+    seen = {"state": "upload"}
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            with contextlib.suppress(OSError, StopIteration):
+                mb = memory_mb(pid, "VmRSS") if pid else 0.0
+                if stages is not None:
+                    stages[seen["state"]] = round(max(stages.get(seen["state"], 0.0), mb))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with path.open("rb") as f:
+            job = httpx.post(base + "/api/jobs", files=[("files", (path.name, f))], timeout=600).json()
+        while job["state"] not in ("done", "failed"):
+            seen["state"] = job["state"]
+            time.sleep(0.3)
+            job = httpx.get(f"{base}/api/jobs/{job['id']}", timeout=60).json()
+    finally:
+        sampling.set()
+        sampler.join()
     return time.perf_counter() - start, job
+
+
+def import_mb(modules: str) -> float:
+    """RSS (MB) a fresh Python holds after importing `modules`, less a bare one's: what a server framework costs."""
+    code = "import {}\nprint([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0])"
+    kb = [int(subprocess.run([sys.executable, "-c", code.format(m)], capture_output=True, text=True, check=True).stdout)
+          for m in ("sys", modules)]
+    return (kb[1] - kb[0]) / 1024
 
 
 def main() -> None:
@@ -112,8 +143,11 @@ def main() -> None:
         tif.unlink()
         fresh, base = serve()
         try:
-            page_job(base, slide)
+            stages: dict[str, float] = {}
+            page_job(base, slide, fresh.pid, stages)
             out["slide"]["page_fresh_peak_mb"] = round(memory_mb(fresh.pid))
+            out["slide"]["page_fresh_rss_by_state_mb"] = stages
+            out["slide"]["framework_import_mb"] = round(import_mb("fastapi, uvicorn"), 1)
         finally:
             fresh.terminate()
             fresh.wait(30)
@@ -139,6 +173,8 @@ def main() -> None:
     print(f"{args.side} px slide: CLI {s['cli_seconds']} s, peak {s['cli_peak_mb']} MB, {s['cli_cells']} cells; "
           f"page {s['page_seconds']} s (Deep Zoom tiles included), server peak {s['page_peak_mb']} MB after the photos, "
           f"{s['page_fresh_peak_mb']} MB fresh, {s['page_cells']} cells")
+    print(f"fresh server's largest RSS by job state: {s['page_fresh_rss_by_state_mb']} MB; importing FastAPI and uvicorn: "
+          f"+{s['framework_import_mb']} MB")
     dest = ROOT / "benchmarks" / "results" / "serve_speed.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
     print(f"-> {dest}")
