@@ -1,11 +1,12 @@
-"""How close a `--mpp auto` estimate must be to the scale its cells were found at to keep that scale (counting.SNAP).
+"""How close a `--mpp auto` estimate must be to the scale its cells were found at to keep that scale (estimate_scale's `snap`).
 
     python benchmarks/auto_snap.py [--snaps 0,0.05,0.1] [--sources bccd,pbc,raabin]
 
 An estimate kept at the scale of its pass lets a photo's count reuse the pass's detections (one network run instead
-of two), but counts it at a scale up to SNAP from the estimate. Every val field of each source is counted with
-`count_images` at `count`'s defaults for each SNAP; per source: count MAE per class, how many fields kept the
-scale of their pass, and (SNAP 0) the spread of BCCD's estimates, whose photos all come from one microscope, so
+of two), but counts it at a scale up to `snap` from the estimate. Every val field of each source is counted with
+`count_images`: at `count`'s defaults for snap 0, else at the scale estimate_scale keeps with that snap (the
+pass's own detections are a count at that scale). Per source: count MAE per class, how many fields kept the
+scale of their pass, and (snap 0) the spread of BCCD's estimates, whose photos all come from one microscope, so
 their spread is the estimate's own noise. Chosen on val only. Writes benchmarks/results/auto_snap.json.
 """
 
@@ -24,6 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def snapped(path: Path, det, snap: float):
+    """The field's count at the scale estimate_scale keeps with `snap` (0: as `count` counts it)."""
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.counting import count_images, estimate_scale
+    from bccd_yolo.count.options import CountOptions
+
+    options = CountOptions()
+    if snap:
+        src = open_image(path)
+        try:
+            mpp, _ = estimate_scale(src, det, det.scale.photo_mpp, snap)
+        finally:
+            src.close()
+        options = CountOptions(mpp=mpp) if mpp is not None else options
+    (counted,), errors = count_images([path], det, options, progress=False)
+    assert not errors, errors[0]
+    return counted
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--snaps", default="0,0.05,0.1")
@@ -33,7 +53,6 @@ def main() -> None:
     a = ap.parse_args()
     from per_source import load_sources  # type: ignore[import-not-found]
 
-    from bccd_yolo.count import counting
     from bccd_yolo.count.detector import Detector
 
     det = Detector(a.weights, quiet=True)
@@ -43,12 +62,10 @@ def main() -> None:
     model_mpp = det.scale.photo_mpp if det.scale else None
     record: dict = {"weights": str(a.weights), "split": "val", "prior": a.prior, "snaps": {}}
     for snap in [float(s) for s in a.snaps.split(",")]:
-        counting.SNAP = snap
         arm: dict = {}
         for name, fields in sources.items():
             start = time.perf_counter()
-            counted, errors = counting.count_images([f.path for f in fields], det, progress=False)
-            assert not errors, errors[0]
+            counted = [snapped(f.path, det, snap) for f in fields]
             n = len(det.names)
             true = np.array([f.truth.counts(n) for f in fields])
             pred = np.array([c.detections.counts(n) for c in counted])

@@ -98,8 +98,7 @@ def main() -> None:
         d_small = detect_image(ssrc, det, overlap=0.4, progress=False, mpp=small_mpp)[0]
         c_small = d_small.counts(k)
         pooled_small_inner += seamless(d_small, placed, k, 2 / 3)
-        found = estimate_scale(ssrc, det, det.scale.photo_mpp)
-        est, n_cells = found.mpp, found.cells
+        est, n_cells = estimate_scale(ssrc, det, det.scale.photo_mpp)
         auto_mpps.append(est)
         c_auto = detect_image(ssrc, det, overlap=0.4, progress=False, mpp=est)[0].counts(k)
         pooled_small += c_small

@@ -86,8 +86,7 @@ def test_auto_scale_reads_the_red_cells_and_is_used(tmp_path, caplog):
 
     Image.fromarray(red_cells(1600, 1200, 10, 40)).save(tmp_path / "field.png")
     src = PhotoSource(tmp_path / "field.png", red_cells(1600, 1200, 10, 40))
-    est = estimate_scale(src, BlobDetector(), assumed=1.0)
-    estimate, n = est.mpp, est.cells
+    estimate, n = estimate_scale(src, BlobDetector(), assumed=1.0)
     assert n >= 10 and estimate == pytest.approx(41 / 21, rel=0.05)
     det = BlobDetector()
     with caplog.at_level(logging.INFO, logger="bccd_yolo"):
@@ -98,27 +97,15 @@ def test_auto_scale_reads_the_red_cells_and_is_used(tmp_path, caplog):
     assert max(max(v) for v in det.views) > 1.8 * r.tile
 
 
-def test_an_estimate_kept_at_its_pass_scale_reuses_that_pass_as_the_count(tmp_path, monkeypatch):
-    """counting.SNAP (off by default, measured in benchmarks/auto_snap.py): an estimate within SNAP of the scale its
-    pass ran at keeps that scale, and a photo seen whole by that pass is not predicted again."""
-    from PIL import Image
-
-    from bccd_yolo.count import counting
-
-    # red cells of radius 19 (39 px) where the model's are 41 px: 5 % off the model's scale
-    Image.fromarray(red_cells(380, 300, 19, 60)).save(tmp_path / "field.png")
-    runs = {}
-    for snap in (0.0, 0.1):
-        monkeypatch.setattr(counting, "SNAP", snap)
-        det = BlobDetector()
-        (r,), errors = count_images([tmp_path / "field.png"], det, CountOptions(mpp="auto"), progress=False)
-        runs[snap] = (r, len(det.views))
-    (far, far_views), (kept, kept_views) = runs[0.0], runs[0.1]
-    assert far_views == 2 and far.mpp != pytest.approx(1.0)  # an estimate, then the count at it
-    assert kept_views == 1 and kept.mpp == 1.0 and kept.mpp_source == "auto"
-    det = BlobDetector()
-    (given,), _ = count_images([tmp_path / "field.png"], det, CountOptions(mpp=1.0), progress=False)
-    assert np.array_equal(kept.detections.xyxy, given.detections.xyxy) and kept.counts == given.counts
+def test_an_estimate_within_snap_keeps_the_scale_its_pass_ran_at():
+    """estimate_scale's `snap` (benchmarks/auto_snap.py; counting uses none): red cells of radius 19 (39 px) where
+    the model's are 41 px are 5 % off the model's scale, so 0.1 keeps the assumed 1.0 and none estimates anew."""
+    src = PhotoSource(Path("field.png"), red_cells(380, 300, 19, 60))
+    kept, n = estimate_scale(src, BlobDetector(), assumed=1.0, snap=0.1)
+    estimated, m = estimate_scale(src, BlobDetector(), assumed=1.0)
+    assert n >= 10 and kept == 1.0
+    # discs of one size measure 2r + 1 px each: 3 % leaves room for the pass's resampling and excludes 1.0
+    assert m >= 10 and estimated == pytest.approx(41 / 39, rel=0.03)
 
 
 def test_a_scale_the_red_cells_contradict_is_a_qc_reason(tmp_path):

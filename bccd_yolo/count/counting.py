@@ -15,7 +15,7 @@ from ..core.detections import Detections
 from ..core.edges import DEFAULT_EDGE, apply_edge_rule
 from ..core.errors import InputError
 from ..core.fsutil import owned_entries, record_outputs
-from ..core.images import ImageSource, list_images, open_image, read_scaled, scaled_size
+from ..core.images import ImageSource, list_images, open_image, read_scaled
 from ..core.scale import DISAGREE, MIN_AUTO_CELLS, Scale, check_mpp, diameters, disagreement, measurable_diameters, mpp_from_cells, whole_cell_diameters
 from .options import AUTO, DEFAULT_OVERLAP, MIN_TILE, UNRECORDED_SCALE, CountOptions
 from .overlay import write_photo_overlay, write_slide_overlay
@@ -264,34 +264,16 @@ def _rbc_class(detector: Detector) -> int | None:
     return detector.names.index("RBC") if "RBC" in detector.names else None
 
 
-# An estimate this close to the scale its cells were found at keeps that scale, and a photo's count reuses the pass
-# (one network run, not two). Off: benchmarks/auto_snap.py measured BCCD val RBC count MAE 1.16 at 0, 1.35 at 0.05,
-# 1.44 at 0.10 (1.28 and 1.37 with the first pass at BCCD train photos' median estimate): a few per cent of scale
-# per photo is worth the second run.
-SNAP = 0.0
-
-
-@dataclass
-class Estimate:
-    """A scale read from an image's red cells: `mpp` (None: too few cells), the `cells` it rests on, and where the
-    last pass saw the whole image as one view at `mpp`, that pass's detections (the count needs no second pass)."""
-
-    mpp: float | None
-    cells: int
-    found: Detections | None = None
-    view: tuple[int, int] = (0, 0)  # (width, height) of the view `found` was predicted on
-
-
-def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None) -> Estimate:
-    """The scale of `src` from the red cells found on up to AUTO_TILES tiles.
+def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None, snap: float = 0.0) -> tuple[float | None, int]:
+    """The scale of `src` from the red cells found on up to AUTO_TILES tiles, and how many cells it rests on.
 
     Detection is best at the right scale, so a first estimate made at the `assumed` scale (the file's or the
-    model's) is refined by a second pass at that estimate when the two differ by more than 10 %. An estimate
-    within SNAP of the scale its pass ran at keeps that scale: the difference is within the estimate's own noise,
-    and the pass's detections are then the count."""
+    model's) is refined by a second pass at that estimate when the two differ by more than 10 %. With `snap`, an
+    estimate within it of the scale its pass ran at keeps that scale (so that pass could be the count): counting
+    never does, because benchmarks/auto_snap.py measured BCCD val RBC count MAE 1.16 without, 1.35 at 0.05."""
     k = _rbc_class(detector)
     if detector.scale is None or k is None:
-        return Estimate(None, 0)
+        return None, 0
     estimate, n = None, 0
     for _ in range(2):
         tile = tile_pixels(detector, assumed, None)
@@ -302,39 +284,37 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None) 
         found = np.concatenate([measurable_diameters(suppress_nested(d), k, t.w, t.h) for t, d in zip(picks, boxes)])
         n, estimate = len(found), mpp_from_cells(found, detector.scale, MIN_AUTO_CELLS)
         if estimate is None:
-            return Estimate(None, n)
-        if assumed is not None and disagreement(estimate, assumed) <= SNAP:
-            whole = len(picks) == 1 and (picks[0].w, picks[0].h) == (src.width, src.height)
-            return Estimate(assumed, n, suppress_nested(boxes[0]), (views[0].shape[1], views[0].shape[0])) if whole else Estimate(assumed, n)
+            return None, n
+        if assumed is not None and snap and disagreement(estimate, assumed) <= snap:
+            return assumed, n
         if assumed is not None and disagreement(estimate, assumed) <= 0.10:
             break
         assumed = estimate
-    return Estimate(estimate, n)
+    return estimate, n
 
 
-def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -> tuple[Scale | None, Estimate | None]:
+def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -> Scale | None:
     """An input's scale: `mpp` as given, `auto` (from its red cells), the file's, else the model's photo scale.
-    None when no scale is known at all (a model calibrated before scales were recorded, and no other source).
-    Second: the estimate, where the scale was estimated (it may hold the image's detections at that scale)."""
+    None when no scale is known at all (a model calibrated before scales were recorded, and no other source)."""
     read = getattr(src, "mpp", None)
     asked = mpp == AUTO
     if mpp is None and read is None and UNRECORDED_SCALE == AUTO and detector.scale is not None:
         mpp = AUTO  # nothing records this input's scale: its red cells tell it (see options.UNRECORDED_SCALE)
     if mpp == AUTO:
         assumed = read if read is not None else (detector.scale.photo_mpp if detector.scale else None)
-        est = estimate_scale(src, detector, assumed)
-        if est.mpp is not None:
-            (LOGGER.info if asked else LOGGER.debug)("%s: scale %.4f um/px, estimated from %d red cells", src.path, est.mpp, est.cells)
-            return Scale(round(est.mpp, 6), AUTO), est
+        estimate, n = estimate_scale(src, detector, assumed)
+        if estimate is not None:
+            (LOGGER.info if asked else LOGGER.debug)("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
+            return Scale(round(estimate, 6), AUTO)
         fallback = recorded_scale(read, detector)
-        note: str | None = None if not asked else (f"scale unknown: --mpp auto found {est.cells} measurable red cells (needs "
+        note: str | None = None if not asked else (f"scale unknown: --mpp auto found {n} measurable red cells (needs "
                                                    f"{MIN_AUTO_CELLS}); counted at the {'file' if read is not None else 'model'}'s scale")
-        return (None if fallback is None else Scale(fallback.mpp, fallback.source, note)), est
+        return None if fallback is None else Scale(fallback.mpp, fallback.source, note)
     if isinstance(mpp, (int, float)):
         given_note = None if detector.scale is not None else (
             "scale ignored: this model records no training scale (run calibrate on it), so --mpp changed nothing")
-        return Scale(check_mpp(mpp), "given", given_note), None
-    return recorded_scale(read, detector), None
+        return Scale(check_mpp(mpp), "given", given_note)
+    return recorded_scale(read, detector)
 
 
 def recorded_scale(read: float | None, detector: Detector) -> Scale | None:
@@ -388,7 +368,6 @@ class ImagePlan:
     scale: Scale | None
     tiles: TilePlan
     regions: list | None  # regions.Region, where --regions was given
-    found: Detections | None = None  # the image's detections, where estimating its scale made them (a photo)
 
     @property
     def predicted(self) -> int:
@@ -403,16 +382,13 @@ def plan_image(src: ImageSource, detector: Detector, options: CountOptions = Cou
     """Scale, regions and tiles of one opened image; bad regions or tile sizes are InputErrors naming it."""
     origin = getattr(src, "origin", (0.0, 0.0))
     areas = read_regions(options.regions, src.width, src.height, origin) if options.regions is not None else None
-    scale, est = image_scale(src, detector, options.mpp)
+    scale = image_scale(src, detector, options.mpp)
     used_mpp = scale.mpp if scale else None
     tile_px = tile_pixels(detector, used_mpp, options.tile)
     reach = tile_px * options.overlap  # the largest cell the tiling is set up for: a cell centred inside reaches that far
     needed = (lambda t: touches_any(areas, t.x, t.y, t.w, t.h, reach)) if areas else None
     plan = plan_tiles(src, detector, tile_px, options.overlap, needed, used_mpp, options.skip_background)
-    # the estimate's pass is the count when the count would predict the same view (the view's size decides it)
-    same = est is not None and plan.whole and scaled_size(src.width, src.height, plan.factor) == est.view
-    found = est.found if same and est is not None else None
-    return ImagePlan(Path(src.path), origin, scale, plan, areas, found)
+    return ImagePlan(Path(src.path), origin, scale, plan, areas)
 
 
 def type_cells(d: Detections, detector: Detector, differential: Differential, src: ImageSource,
@@ -514,8 +490,7 @@ def count_images(paths: list[Path], detector: Detector, options: CountOptions = 
             continue
         try:
             plan = plan_image(src, detector, options)
-            d = plan.found if plan.found is not None else run_plan(
-                src, plan.tiles, detector, progress, lambda done, total: tell(Progress(i, len(files), done, total)))
+            d = run_plan(src, plan.tiles, detector, progress, lambda done, total: tell(Progress(i, len(files), done, total)))
             results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential))
         except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
             errors.append(e)

@@ -135,22 +135,14 @@ def _count_all(ray: Any, pool: Any, files: list[Path], plans: dict[int, ImagePla
                detector: Any, options: CountOptions, out: Path | None, progress: bool,
                differential: Any = None) -> dict[int, ImageCount]:
     """Every tile batch through the pool; each image merged and finished as soon as its last batch is back."""
-    stems = output_stems(files)
-    results: dict[int, ImageCount] = {}
-    for i in sorted(plans):
-        done = plans[i].found  # a photo its scale estimate already counted
-        if done is None:
-            continue
-        try:
-            results[i] = finish_image(plans[i], done, detector, options, out, stems[files[i]], differential=differential)
-        except InputError as e:
-            errors[i] = e
-    jobs = [(i, k) for i in sorted(plans) if i not in results and i not in errors for k in range(len(plans[i].batches))]
+    jobs = [(i, k) for i in sorted(plans) for k in range(len(plans[i].batches))]
     for i, k in jobs:
         pool.submit(lambda a, job: a.predict.remote(str(files[job[0]]), plans[job[0]], job[1]), (i, k))
+    stems = output_stems(files)
     found: dict[int, list] = {i: [] for i in plans}
+    results: dict[int, ImageCount] = {}
     start = time.perf_counter()
-    with tqdm(total=sum(len(plans[i].batches[k]) for i, k in jobs), desc="tiles", unit="tile", disable=not progress) as bar:
+    with tqdm(total=sum(p.predicted for p in plans.values()), desc="tiles", unit="tile", disable=not progress) as bar:
         for i, k in jobs:
             batch = _get_next(ray, pool, files[i])
             bar.update(len(plans[i].batches[k]))
