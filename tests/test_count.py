@@ -140,6 +140,22 @@ def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, 
     assert reds >= 1
 
 
+def test_a_tiled_tiff_scanned_coarser_than_the_model_is_counted_enlarged(photos, tmp_path, capsys):
+    """A slide at 0.1 um/px (the shipped model sees 0.0754) is enlarged tile by tile; reading a tiled TIFF
+    for enlargement once found no pyramid level to read from and ended in a traceback."""
+    tiles = [np.asarray(Image.open(p)) for p in sorted(photos.iterdir())]
+    slide = np.full((1100, 1500, 3), 235, np.uint8)
+    for (y, x), t in zip([(0, 0), (500, 200), (300, 800)], tiles):
+        slide[y : y + 480, x : x + 640] = t
+    tifffile.imwrite(tmp_path / "slide.tif", slide, tile=(256, 256), photometric="rgb", resolution=(1e5, 1e5),
+                     resolutionunit=tifffile.RESUNIT.CENTIMETER)  # 1e5 px per cm: 0.1 um/px
+    code, _, err = run([tmp_path / "slide.tif", "--json", tmp_path / "s.json", "--no-differential"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "s.json").read_text())["images"][0]
+    assert (report["mpp"], report["mpp_source"]) == (pytest.approx(0.1), "file") and report["tiles"] > 1
+    assert report["counts"]["RBC"] > 0
+
+
 def test_onnx_backend_agrees_with_torch(photos, tiny_weights, tmp_path, capsys):
     """Backend parity as README states it: every box one backend keeps and the other does not scores within 0.02 of
     its class threshold (here 0.01 for every class)."""

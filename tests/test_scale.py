@@ -196,6 +196,29 @@ def test_a_pyramidal_tiff_is_read_from_the_level_closest_above_the_scale_wanted(
     src.close()
 
 
+@pytest.mark.parametrize("pyramid", [True, False])
+def test_a_tiled_tiff_wanted_larger_than_it_is_is_enlarged_from_its_full_resolution(tmp_path, pyramid):
+    """A slide scanned coarser than the model's scale (or whose red cells --mpp auto finds a little small) is
+    enlarged: no pyramid level is finer than level 0, which must serve it (a level search that only looked
+    at finer levels found none and crashed)."""
+    import tifffile
+
+    from bccd_yolo.core.images import open_image, read_scaled, resize, scaled_size
+
+    base = np.zeros((1024, 1024, 3), np.uint8)
+    base[:, :, 0] = np.arange(1024)[None, :] // 4
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tif:
+        tif.write(base, tile=(256, 256), photometric="rgb", subifds=int(pyramid))
+        if pyramid:
+            tif.write(base[::2, ::2], tile=(256, 256), photometric="rgb", subfiletype=1)
+    src = open_image(tmp_path / "p.tif")
+    for factor in (1.008, 3.3):  # an estimate 1 % off the model's scale; a 0.25 um/px scan at BCCD's 0.075
+        view = read_scaled(src, 300, 200, 100, 60, factor)
+        assert view.shape[:2] == scaled_size(100, 60, factor)[::-1]
+        assert np.array_equal(view, resize(base[200:260, 300:400], scaled_size(100, 60, factor)))
+    src.close()
+
+
 @pytest.mark.parametrize("resolution, unit, mpp", [((40000, 40000), "CENTIMETER", 0.25), ((101600, 101600), "INCH", 0.25),
                                                     ((1000, 1000), "NONE", None)])
 def test_a_tiffs_resolution_tags_give_its_scale_only_in_absolute_units(tmp_path, resolution, unit, mpp):

@@ -180,7 +180,8 @@ class TiledTiffSource:
         return self._read(self._page, x, y, w, h)
 
     def read_scaled(self, x: int, y: int, w: int, h: int, factor: float) -> np.ndarray:
-        ds, page = max(((d, p) for d, p in self._levels if d <= 1 / factor + 1e-9), key=lambda dp: dp[0])
+        # enlarged (factor > 1): from level 0, the finest there is
+        ds, page = max(((d, p) for d, p in self._levels if d <= max(1.0, 1 / factor) + 1e-9), key=lambda dp: dp[0])
         if ds == 1.0:
             region = self._read(page, x, y, w, h)
         else:
