@@ -523,7 +523,9 @@ def add_import_darknet(sub: Any) -> None:
 def add_count_runtime(p: Any) -> None:
     """count's options of how it runs: device, batch, backend, precision, engine, verdict, progress."""
     p.add_argument("--device", default=None, help="cpu or a GPU index")
-    p.add_argument("--batch", type=POSITIVE, default=8, help="images or tiles per forward pass")
+    p.add_argument("--batch", type=POSITIVE, default=None,
+                   help="a slide's tiles per forward pass (default: 1 with OpenVINO, 2 with ONNX Runtime: on CPU more "
+                        "only costs memory; 8 with torch)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
                    help="auto: OpenVINO on CPU where installed (the fastest measured here), else torch; torch on a "
                         "GPU. onnx and openvino are exported once and cached beside the weights")

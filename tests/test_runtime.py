@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,21 @@ def test_auto_falls_back_from_openvino_to_onnx_to_torch_and_says_why(monkeypatch
     backend, note = runtime.resolve_backend("auto", None)
     assert backend == chosen and (note is None) == (chosen == "openvino")
     assert runtime.resolve_backend("auto", "0")[0] == "torch"  # a GPU asked for: torch, as before
+
+
+def test_an_export_runs_a_slide_one_tile_a_pass_and_the_batch_never_changes_what_is_found(photos):
+    """More tiles a pass only hold more of the runtime's buffers on CPU (benchmarks/batch_memory.py), so exports
+    default to one; a batch that leaked between tiles (a padded shape, a reused buffer) would change the boxes."""
+    from bccd_yolo.core.images import PhotoSource
+    from bccd_yolo.count.counting import detect_image
+
+    slide = PhotoSource(Path("slide.png"), np.tile(photos[0], (3, 3, 1)))  # 1920 x 1440: tiled
+    one, eight = (Detector(SHIPPED_WEIGHTS, backend="openvino", quiet=True, precision="fp32", batch=b) for b in (None, 8))
+    passes: list[int] = []
+    run = one.predictor.__call__
+    one.predictor = lambda images, *a: passes.append(len(images)) or run(images, *a)
+    found_one, tiles = detect_image(slide, one, progress=False)
+    found_eight, _ = detect_image(slide, eight, progress=False)
+    assert tiles > 1 and passes == [1] * tiles and eight.batch == 8
+    assert np.array_equal(found_one.cls, found_eight.cls) and len(found_one) > 50
+    np.testing.assert_allclose(found_one.xyxy, found_eight.xyxy, atol=1e-3)  # #31's parity: boxes to 1e-3 px

@@ -31,6 +31,13 @@ def default_weights() -> Path:
     return SHIPPED_WEIGHTS
 
 
+# A slide's tiles per forward pass. On CPU one 640 px tile already keeps the cores busy, so more tiles a pass only
+# hold more of the runtime's buffers: benchmarks/batch_memory.py, a 10,000 px slide on 2 cores, OpenVINO batch 1
+# against 8 in 20.8 s against 21.2 with a peak of 425 MB against 621; ONNX Runtime batch 2 in 36.5 s against 36.3,
+# 574 MB against 853 (batch 1: 40.0 s). torch keeps 8, for GPUs.
+DEFAULT_BATCH = {"openvino": 1, "onnx": 2, "torch": 8}
+
+
 class Detector:
     """Batches of RGB arrays in, one Detections per image out, at the model's per-class thresholds.
 
@@ -38,11 +45,11 @@ class Detector:
     only a missing export (made once, then kept) or the torch backend opens `bccd_yolo.yolo`."""
 
     def __init__(self, weights: Path, backend: str = "auto", imgsz: int | None = None, conf: Conf = None,
-                 iou: float = 0.7, device: str | None = None, batch: int = 8, max_det: int = 300, quiet: bool = False,
-                 precision: str = DEFAULT_PRECISION):
-        """`precision`: fp32 pinned (with OpenVINO, the torch backend's numbers); auto, the runtime's choice (OpenVINO's
-        CPU plugin: bf16 on CPUs with AVX512-BF16 or AMX, else fp32; other backends: fp32); int8, the NNCF-quantised
-        OpenVINO export."""
+                 iou: float = 0.7, device: str | None = None, batch: int | None = None, max_det: int = 300,
+                 quiet: bool = False, precision: str = DEFAULT_PRECISION):
+        """`batch`: a slide's tiles per forward pass (None: DEFAULT_BATCH for the backend). `precision`: fp32
+        pinned (with OpenVINO, the torch backend's numbers); auto, the runtime's choice (OpenVINO's CPU plugin: bf16
+        on CPUs with AVX512-BF16 or AMX, else fp32; other backends: fp32); int8, the NNCF-quantised OpenVINO export."""
         from .runtime import resolve_backend
 
         self.weights = Path(weights)
@@ -53,6 +60,7 @@ class Detector:
             raise InputError(None, f"{backend}: choose one of auto, {', '.join(BACKENDS)}", option="backend")
         if precision not in (*PRECISIONS, "auto") or (precision == "int8" and backend != "openvino"):
             raise InputError(None, f"{precision}: choose fp32 or auto, or int8 with the openvino backend", option="precision")
+        batch = batch or DEFAULT_BATCH[backend]
         self.predictor: Any = (_torch_predictor(self.weights, imgsz, iou, device, batch, max_det, quiet) if backend == "torch"
                                else _exported(self.weights, backend, precision, batch, iou, max_det, quiet))
         self.runs_at = getattr(self.predictor, "runs_at", "f32")  # what the runtime actually computes in

@@ -108,7 +108,7 @@ class Counter:
         self._differential: Differential | None = None
 
     def load(self) -> tuple[Detector, Differential | None]:
-        """The CLI's defaults for `count` (backend and precision auto, iou 0.7, batch 8), at the settings' weights."""
+        """The CLI's defaults for `count` (backend and precision auto, iou 0.7, batch), at the settings' weights."""
         if self._detector is None:
             from ..count.detector import Detector, default_weights
             from ..count.differential import default_differential
