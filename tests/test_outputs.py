@@ -63,3 +63,21 @@ def test_geojson_has_one_valid_polygon_per_detection_at_the_json_boxes():
         assert props["objectType"] == "detection" and props["classification"]["name"] == NAMES[c]
         assert props["classification"]["color"] == list(colours[NAMES[c]])
         assert props["measurements"]["score"] == pytest.approx(float(s), abs=1e-4)
+
+
+def test_the_total_density_pools_cells_over_the_area_and_needs_every_images_scale():
+    """Cells per mm^2 of all images together: total cells over total area (a small field with few cells must not
+    weigh as much as a slide); without one image's scale there is no total area, so no total density."""
+    from bccd_yolo.count.outputs import total_density, totals
+
+    def image(n_rbc: int, side: int, mpp: float | None) -> ImageCount:
+        boxes = np.array([[0, 0, 5, 5]] * n_rbc, np.float32).reshape(-1, 4)
+        return ImageCount("x.png", side, side, NAMES, Detections(boxes, np.ones(n_rbc, np.float32),
+                                                                 np.zeros(n_rbc, np.int64)), 1, mpp=mpp)
+
+    small, large = image(1, 1000, 0.1), image(300, 10000, 0.1)  # 0.01 mm^2 and 1 mm^2
+    pooled = total_density([small, large], totals([small, large], NAMES))
+    assert pooled["total_area_mm2"] == pytest.approx(1.01)
+    assert pooled["total_per_mm2"]["RBC"] == pytest.approx(301 / 1.01, abs=0.05)  # not (100 + 300) / 2
+    unscaled = total_density([small, image(5, 1000, None)], {"RBC": 6, "WBC": 0, "Platelets": 0})
+    assert unscaled == {"total_area_mm2": None, "total_per_mm2": None}

@@ -66,6 +66,16 @@ def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
     return {n: sum(r.counts[n] for r in results) for n in names}
 
 
+def total_density(results: list[ImageCount], total: dict[str, int]) -> dict[str, object]:
+    """The images' analysed area together and the total's cells per mm^2: null unless every image has a scale
+    (an area in pixels cannot be added to one in mm^2)."""
+    areas = [area_mm2(r.area_px, r.mpp) for r in results]
+    if not areas or any(a is None for a in areas):
+        return {"total_area_mm2": None, "total_per_mm2": None}
+    mm2 = round(sum(a for a in areas if a is not None), 6)
+    return {"total_area_mm2": mm2, "total_per_mm2": {n: round(c / mm2, 1) for n, c in total.items()} if mm2 else None}
+
+
 def to_json(results: list[ImageCount], detector: Detector, errors: list[InputError], tile: int | None = None,
             overlap: float | None = None) -> dict:
     """Everything counted; `tile` and `overlap` as asked (per image, `tile` is the edge in its own pixels)."""
@@ -99,6 +109,7 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
         ],
         "total": total,
         "total_ratios": ratios(total, names),
+        **total_density(results, total),
         **({"total_differential": differential(t)} if (t := merged([r.types for r in results if r.types])) else {}),
         "errors": [{"path": e.path, "error": e.problem} for e in errors],
     }
@@ -192,6 +203,11 @@ def table(results: list[ImageCount], names: list[str]) -> str:
                                  if (s := size[n]) is not None)
                 lines.append(f"{Path(r.path).name}{label}: " + scale_line(counts, area, r.mpp, names)
                              + (f"; diameter median [IQR] {unit}: {diam}" if diam else ""))
+    if len(results) > 1 and all(r.mpp is not None and r.mpp_source != "model" for r in results):
+        pooled = total_density(results, totals(results, names))
+        if isinstance(dens := pooled["total_per_mm2"], dict):
+            lines.append(f"TOTAL: {pooled['total_area_mm2']:.4f} mm^2; cells per mm^2: "
+                         + ", ".join(f"{n} {dens[n]:,.0f}" for n in names))
     return "\n".join(lines)
 
 
