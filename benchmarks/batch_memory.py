@@ -16,12 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_speed import ROOT, cli  # noqa: E402
-from slide_memory import write_slide  # noqa: E402
+from slide_memory import png_slide  # noqa: E402
 from startup_speed import cpu  # noqa: E402
 
 
@@ -35,14 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     out: dict = {"cpu": cpu(), "side": args.side, "arms": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.images.glob("*.jpg"))]
-        tif = Path(tmp) / "slide.tif"
-        write_slide(tif, photos, args.side)
-        import pyvips
-
-        slide = Path(tmp) / "slide.png"
-        pyvips.Image.new_from_file(str(tif), access="sequential").pngsave(str(slide), compression=1)
-        tif.unlink()
+        slide = png_slide(Path(tmp), args.images, args.side)
         reference: dict[str, dict] = {}  # each backend's counts at its first batch
         for backend in args.backends.split(","):
             for batch in [int(b) for b in args.batches.split(",")]:

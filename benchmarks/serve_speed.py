@@ -27,11 +27,9 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slide_memory import write_slide  # noqa: E402
+from slide_memory import png_slide  # noqa: E402
 from startup_speed import cpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,14 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [cli(["count", str(PHOTO), "--quiet", "--json", f"{tmp}/c.json"]) for _ in range(args.repeats)]
         out["photo"]["cli_seconds"] = round(min(s for s, _ in runs), 3)
-        photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(args.images.glob("*.jpg"))]
-        tif = Path(tmp) / "slide.tif"
-        write_slide(tif, photos, args.side)
-        import pyvips
-
-        slide = Path(tmp) / "slide.png"
-        pyvips.Image.new_from_file(str(tif), access="sequential").pngsave(str(slide), compression=1)
-        tif.unlink()
+        slide = png_slide(Path(tmp), args.images, args.side)
         fresh, base = serve()
         try:
             stages: dict[str, float] = {}

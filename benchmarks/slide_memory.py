@@ -48,6 +48,18 @@ def write_slide(path: Path, photos: list[np.ndarray], side: int, gap: int = 40) 
     return rows * cols
 
 
+def png_slide(folder: Path, images: Path, side: int) -> Path:
+    """folder/slide.png: the photos of `images` laid out by write_slide, streamed from a TIFF by libvips."""
+    import pyvips
+
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(images.glob("*.jpg"))]
+    tif, png = folder / "slide.tif", folder / "slide.png"
+    write_slide(tif, photos, side)
+    pyvips.Image.new_from_file(str(tif), access="sequential").pngsave(str(png), compression=1)
+    tif.unlink()
+    return png
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", type=int, default=20000)
