@@ -1,6 +1,6 @@
 """Counting per source, as a user counts: BCCD's photos, PBC's and Raabin's fields, each in its own pixels.
 
-    python benchmarks/per_source.py [--weights W] [--split val|test] [--name shipped] [--mpp auto] [--sources bccd,pbc,raabin]
+    python benchmarks/per_source.py [--weights W] [--split val|test] [--name shipped] [--mpp auto] [--sources bccd,pbc,raabin] [--iou 0.7]
 
 Sources (../shared): BCCD photos with complete labels (txl-pbc-bccd; `--split` val: 57, test: 40), and the val
 fields of PBC and Raabin-WBC (txl-pbc-other: 100 each; their test split is not here). Every field is counted by
@@ -53,6 +53,7 @@ def main() -> None:
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=("fp32", "auto", "int8"), help="as count --precision")
     p.add_argument("--sources", default="bccd,pbc,raabin")
+    p.add_argument("--iou", type=float, default=0.7, help="as count --iou: NMS overlap at which a box suppresses another")
     args = p.parse_args()
 
     from bccd_yolo.count.detector import Detector
@@ -60,8 +61,8 @@ def main() -> None:
     from bccd_yolo.measure.evaluate import EVAL_CONF
     from bccd_yolo.measure.per_source import count_fields, summarise, table
 
-    det = Detector(args.weights, backend=args.backend, quiet=True, precision=args.precision)
-    low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True, precision=args.precision)
+    det = Detector(args.weights, backend=args.backend, quiet=True, precision=args.precision, iou=args.iou)
+    low = Detector(args.weights, backend=args.backend, conf=EVAL_CONF, quiet=True, precision=args.precision, iou=args.iou)
     options = CountOptions() if args.mpp is None else CountOptions(mpp=args.mpp if args.mpp == "auto" else float(args.mpp))
     sources = load_sources(args.split, det.names, args.sources.split(","))
     summaries, timing = {}, {}
@@ -75,7 +76,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"weights": str(args.weights), "split_bccd": args.split, "mpp": args.mpp, "backend": det.backend,
               "precision": det.runs_at if args.precision != "int8" else "int8",
-              "thresholds": det.thresholds.by_class, "seconds": timing, "sources": summaries}
+              "iou": args.iou, "thresholds": det.thresholds.by_class, "seconds": timing, "sources": summaries}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(table(summaries, det.names))
     for name, s in summaries.items():
