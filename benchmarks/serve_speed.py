@@ -4,7 +4,8 @@
 
 - photo: `bccd-yolo count PHOTO --json` as a fresh process (best of --repeats), against the page's answer to
   POST /api/count for the same photo on a running `bccd-yolo serve`: its first count (the model loads then) and
-  the best later one. Target (issue #30): the page within 1 s of the CLI.
+  the best later one. Target (issue #30): the page within 1 s of the CLI. Then the server's RSS after each of
+  five counts of the same 24 test photos: it must not grow from count to count.
 - slide: a --side px PNG slide of BCCD test photos (benchmarks/slide_memory.py's), counted by `bccd-yolo count
   --out` and by the page (POST /api/jobs, polled as the page does; its Deep Zoom tiles included), on a fresh
   server and on the one that counted the photos; peak RSS of each process (the CLI's own getrusage; the
@@ -83,6 +84,17 @@ def page_count(base: str, path: Path) -> float:
     return time.perf_counter() - start
 
 
+def folder_rss(base: str, pid: int, photos: list[Path], times: int = 5) -> list[int]:
+    """The server's RSS (MB) after each of `times` counts of the same photos in one request: a server left
+    running at the bench must not grow with every count."""
+    out = []
+    for _ in range(times):
+        files = [("files", (p.name, p.read_bytes())) for p in photos]
+        httpx.post(base + "/api/count", files=files, timeout=600).raise_for_status()
+        out.append(round(memory_mb(pid, "VmRSS")))
+    return out
+
+
 def page_job(base: str, path: Path, pid: int | None = None, stages: dict[str, float] | None = None) -> tuple[float, dict]:
     """The job's seconds and last status; with `pid` and `stages`, the server's largest RSS (MB, sampled every
     50 ms) in each state the job was seen in (upload, queued, counting, zoom, done): where its peak comes from."""
@@ -146,6 +158,7 @@ def main() -> None:
         try:
             out["photo"]["page_first_seconds"] = round(page_count(base, PHOTO), 3)
             out["photo"]["page_seconds"] = round(min(page_count(base, PHOTO) for _ in range(args.repeats)), 3)
+            out["photo"]["rss_after_each_folder_mb"] = folder_rss(base, server.pid, sorted(args.images.glob("*.jpg"))[:24])
             seconds, job = page_job(base, slide)
             image = job["result"]["images"][0]
             out["slide"] |= {"page_seconds": round(seconds, 1), "page_peak_mb": round(memory_mb(server.pid)),
@@ -161,6 +174,7 @@ def main() -> None:
     print(f"CPU: {out['cpu']['model']}, {out['cpu']['cores']} cores, {' '.join(out['cpu']['flags'])}")
     print(f"photo: CLI {p['cli_seconds']:.2f} s (whole process); page {p['page_first_seconds']:.2f} s first "
           f"(model loads), {p['page_seconds']:.2f} s after; page - CLI {p['page_first_seconds'] - p['cli_seconds']:+.2f} s")
+    print(f"server RSS after each of five counts of 24 photos: {p['rss_after_each_folder_mb']} MB")
     print(f"{args.side} px slide: CLI {s['cli_seconds']} s, peak {s['cli_peak_mb']} MB, {s['cli_cells']} cells; "
           f"page {s['page_seconds']} s (Deep Zoom tiles included), server peak {s['page_peak_mb']} MB after the photos, "
           f"{s['page_fresh_peak_mb']} MB fresh, {s['page_cells']} cells")
