@@ -34,7 +34,7 @@ def default_weights() -> Path:
 # A slide's tiles per forward pass. On CPU one 640 px tile already keeps the cores busy, so more tiles a pass only
 # hold more of the runtime's buffers: benchmarks/batch_memory.py, a 10,000 px slide on 2 cores, OpenVINO batch 1
 # against 8 in 20.8 s against 21.2 with a peak of 425 MB against 621; ONNX Runtime batch 2 in 36.5 s against 36.3,
-# 574 MB against 853 (batch 1: 40.0 s). torch keeps 8, for GPUs.
+# 574 MB against 853 (batch 1: 40.0 s). torch keeps 8, for GPUs. Many-core CPUs were not measured.
 DEFAULT_BATCH = {"openvino": 1, "onnx": 2, "torch": 8}
 
 
