@@ -141,7 +141,7 @@ def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, 
 
 
 def test_a_tiled_tiff_scanned_coarser_than_the_model_is_counted_enlarged(photos, tmp_path, capsys):
-    """A slide at 0.1 um/px (the shipped model sees 0.0754) is enlarged tile by tile; reading a tiled TIFF
+    """A slide at 0.1 um/px (the shipped model sees 0.0798) is enlarged tile by tile; reading a tiled TIFF
     for enlargement once found no pyramid level to read from and ended in a traceback."""
     tiles = [np.asarray(Image.open(p)) for p in sorted(photos.iterdir())]
     slide = np.full((1100, 1500, 3), 235, np.uint8)

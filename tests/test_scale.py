@@ -212,7 +212,7 @@ def test_a_tiled_tiff_wanted_larger_than_it_is_is_enlarged_from_its_full_resolut
         if pyramid:
             tif.write(base[::2, ::2], tile=(256, 256), photometric="rgb", subfiletype=1)
     src = open_image(tmp_path / "p.tif")
-    for factor in (1.008, 3.3):  # an estimate 1 % off the model's scale; a 0.25 um/px scan at BCCD's 0.075
+    for factor in (1.008, 3.3):  # an estimate 1 % off the model's scale; a 0.25 um/px scan (about 3x)
         view = read_scaled(src, 300, 200, 100, 60, factor)
         assert view.shape[:2] == scaled_size(100, 60, factor)[::-1]
         assert np.array_equal(view, resize(base[200:260, 300:400], scaled_size(100, 60, factor)))
