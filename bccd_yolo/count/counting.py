@@ -258,6 +258,7 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
 
 
 AUTO_TILES = 12  # tiles sampled, spread over the image, to estimate its scale from its red cells
+REFINE_ABOVE = 0.10  # an estimate further than this from the scale its pass ran at gets a second pass at it
 
 
 def _rbc_class(detector: Detector) -> int | None:
@@ -268,7 +269,7 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None, 
     """The scale of `src` from the red cells found on up to AUTO_TILES tiles, and how many cells it rests on.
 
     Detection is best at the right scale, so a first estimate made at the `assumed` scale (the file's or the
-    model's) is refined by a second pass at that estimate when the two differ by more than 10 %. With `snap`, an
+    model's) is refined by a second pass at that estimate when the two differ by more than REFINE_ABOVE. With `snap`, an
     estimate within it of the scale its pass ran at keeps that scale (so that pass could be the count): counting
     never does, because benchmarks/auto_snap.py measured BCCD val RBC count MAE 1.16 without, 1.35 at 0.05."""
     k = _rbc_class(detector)
@@ -287,7 +288,7 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None, 
             return None, n
         if assumed is not None and snap and disagreement(estimate, assumed) <= snap:
             return assumed, n
-        if assumed is not None and disagreement(estimate, assumed) <= 0.10:
+        if assumed is not None and disagreement(estimate, assumed) <= REFINE_ABOVE:
             break
         assumed = estimate
     return estimate, n
