@@ -33,12 +33,13 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=10_000)
     ap.add_argument("--backend", default="openvino")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=None, help="count --batch for both engines (default: count's)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_scale.json")
     args = ap.parse_args()
     from bccd_yolo.measure.synthetic import paste_canvas
 
     files = [SHARED / "JPEGImages" / f"{s}.jpg" for s in (SHARED / "ImageSets" / "Main" / "test.txt").read_text().split()]
-    res: dict = {"side": args.side, "backend": args.backend, "photos": len(files)}
+    res: dict = {"side": args.side, "backend": args.backend, "batch": args.batch, "photos": len(files)}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs"
         inputs.mkdir()
@@ -54,6 +55,8 @@ def main() -> None:
                    "--json", str(out), "--engine", engine]
             if engine == "ray" and args.workers:
                 cmd += ["--workers", str(args.workers)]
+            if args.batch:
+                cmd += ["--batch", str(args.batch)]
             seconds, peaks, _ = run_sampled(cmd, role, every=0.2)
             peaks.pop("total")
             report = json.loads(out.read_text())
