@@ -59,7 +59,12 @@ def scaled(counts: dict[str, int], area_px: float, mpp: float | None) -> dict[st
     """Scale, analysed area and cells per mm^2 (null without a scale: then sizes are in pixels)."""
     mm2 = area_mm2(area_px, mpp)
     return {"mpp": mpp, "units": "um" if mpp is not None else "px", "area_px": round(area_px, 1), "area_mm2": mm2,
-            "per_mm2": {n: round(c / mm2, 1) for n, c in counts.items()} if mm2 else None}
+            "per_mm2": per_mm2(counts, mm2)}
+
+
+def per_mm2(counts: dict[str, int], mm2: float | None) -> dict[str, float] | None:
+    """Cells per mm^2 of each class; None without an area."""
+    return {n: round(c / mm2, 1) for n, c in counts.items()} if mm2 else None
 
 
 def totals(results: list[ImageCount], names: list[str]) -> dict[str, int]:
@@ -73,7 +78,7 @@ def total_density(results: list[ImageCount], total: dict[str, int]) -> dict[str,
     if not areas or any(a is None for a in areas):
         return {"total_area_mm2": None, "total_per_mm2": None}
     mm2 = round(sum(a for a in areas if a is not None), 6)
-    return {"total_area_mm2": mm2, "total_per_mm2": {n: round(c / mm2, 1) for n, c in total.items()} if mm2 else None}
+    return {"total_area_mm2": mm2, "total_per_mm2": per_mm2(total, mm2)}
 
 
 def to_json(results: list[ImageCount], detector: Detector, errors: list[InputError], tile: int | None = None,
@@ -184,8 +189,8 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
 def table(results: list[ImageCount], names: list[str]) -> str:
     ratio_keys = list(ratios({n: 0 for n in names}, names))
     heads = ["image", *names, *(k.replace("_per_1000_", "/1000 ") + " [95% CI]" for k in ratio_keys)]
-    rows = []
-    for label, counts in [*((Path(r.path).name, r.counts) for r in results), ("TOTAL", totals(results, names))]:
+    rows, total = [], totals(results, names)
+    for label, counts in [*((Path(r.path).name, r.counts) for r in results), ("TOTAL", total)]:
         rt = ratios(counts, names)
         rows.append([label, *(str(counts[n]) for n in names),
                      *("-" if (v := rt[k]) is None else f"{v['value']:.1f} [{v['ci95'][0]:.1f}-{v['ci95'][1]:.1f}]"
@@ -203,9 +208,9 @@ def table(results: list[ImageCount], names: list[str]) -> str:
                                  if (s := size[n]) is not None)
                 lines.append(f"{Path(r.path).name}{label}: " + scale_line(counts, area, r.mpp, names)
                              + (f"; diameter median [IQR] {unit}: {diam}" if diam else ""))
-    if len(results) > 1 and all(r.mpp is not None and r.mpp_source != "model" for r in results):
-        pooled = total_density(results, totals(results, names))
-        if isinstance(dens := pooled["total_per_mm2"], dict):
+    if len(results) > 1 and all(r.mpp_source != "model" for r in results):
+        pooled = total_density(results, total)
+        if isinstance(dens := pooled["total_per_mm2"], dict):  # None unless every image has a scale
             lines.append(f"TOTAL: {pooled['total_area_mm2']:.4f} mm^2; cells per mm^2: "
                          + ", ".join(f"{n} {dens[n]:,.0f}" for n in names))
     return "\n".join(lines)
