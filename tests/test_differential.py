@@ -241,6 +241,24 @@ def test_the_shipped_classifiers_export_calls_what_its_checkpoint_calls(bccd_sou
     assert np.abs(a - b).max() < 0.02
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_an_exported_classifier_takes_one_crop_a_pass_and_the_batch_never_changes_the_types(backend):
+    """More crops a pass only hold more of the runtime's buffers on CPU (benchmarks/crop_batch.py), so exports
+    classify one at a time; a batch that leaked between crops (a padded shape, a reused buffer) would change them."""
+    from bccd_yolo.count.differential import SHIPPED_TYPES, Differential
+
+    one, many = Differential(SHIPPED_TYPES, backend), Differential(SHIPPED_TYPES, backend, batch=16)
+    rng = np.random.default_rng(0)
+    crops = [cv2.GaussianBlur(rng.integers(0, 256, (150, 150, 3), np.uint8), (0, 0), 3) for _ in range(20)]
+    model = one._model = one._load()
+    passes: list[int] = []
+    raw = model._runner.raw
+    model._runner.raw = lambda x: passes.append(len(x)) or raw(x)
+    a, b = one.probabilities(crops), many.probabilities(crops)
+    assert passes == [1] * len(crops) and many._model.batch == 16
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the same crops, whatever travels with them
+
+
 def test_a_differential_that_blood_rarely_shows_or_that_scores_low_is_doubted():
     from bccd_yolo.count.differential import doubts
 

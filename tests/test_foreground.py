@@ -131,7 +131,14 @@ def test_a_thumbnail_of_any_size_is_assembled_from_chunks(width, height):
             a[..., 0] = ((np.arange(x, x + w) * 255) // width)[None, :]
             return a
 
-    thumb, s = thumbnail(Ramp(), 1024)
+    source = Ramp()
+    reads: list[tuple[int, int]] = []
+    read = source.read
+    source.read = lambda x, y, w, h: reads.append((w, h)) or read(x, y, w, h)
+    thumb, s = thumbnail(source, 1024)
     assert thumb.shape[:2] == (round(height * s), round(width * s)) and max(thumb.shape[:2]) == 1024
     assert np.all(np.diff(thumb[thumb.shape[0] // 2, :, 0].astype(int)) >= -1)  # the ramp, no gaps or seams
     assert thumb[:, -1, 0].min() > 240
+    # bounded memory: reads of at most 1 MP (3 MB of RGB); 4096 px ones put a 10k PNG slide's peak RSS 130 MB above
+    # what counting its tiles needs (benchmarks/serve_speed.py's slide)
+    assert max(w * h for w, h in reads) <= 1024 * 1024

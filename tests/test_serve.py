@@ -67,6 +67,26 @@ def test_page_counts_equal_the_cli(client, cli_counts):
     assert client.get("/").text.startswith("<!doctype html>")
 
 
+def test_a_tiled_image_counts_as_on_the_cli_without_the_full_size_overlay_tiff(client, tmp_path):
+    """The page shows a tiled image as its preview or Deep Zoom tiles, never the CLI's full-size overlay TIFF, so it
+    does not write one (on a 10,000 px slide that write is the peak of the count's memory); the counts stay the CLI's."""
+    import cv2
+    import numpy as np
+
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.tile(cv2.imread(str(PHOTO)), (3, 3, 1)))  # 1920 x 1440: tiled at the model's scale
+    assert main(["count", str(big), "--json", str(tmp_path / "c.json"), "--out", str(tmp_path / "ov"), "--quiet"]) == 0
+    want = json.loads((tmp_path / "c.json").read_text())["images"][0]
+    assert want["tiles"] > 1 and (tmp_path / "ov" / "big_overlay.tif").is_file()
+    r = upload(client, (big.name, big.read_bytes()))
+    assert r.status_code == 200, r.text
+    got = r.json()["images"][0]
+    assert got["counts"] == want["counts"] and got["tiles"] == want["tiles"]
+    assert len(got["overlay"]) == 1 and got["overlay"][0].endswith("_preview.png")
+    preview = client.get(got["overlay_url"])
+    assert preview.status_code == 200 and preview.content[:4] == b"\x89PNG"
+
+
 def test_a_bad_file_is_a_message_and_the_good_one_is_counted(client, cli_counts):
     r = upload(client, ("notes.txt", b"not an image"), ("fake.jpg", b"not a jpeg either"), (PHOTO.name, PHOTO.read_bytes()))
     assert r.status_code == 200, r.text

@@ -439,7 +439,8 @@ def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: Co
             files_out: tuple[Path, ...]
             if not t.whole:
                 files_out = write_slide_overlay(opened, d, detector.names, result.counts,
-                                                out / f"{stem}_overlay.tif", out / f"{stem}_preview.png", labels)
+                                                out / f"{stem}_overlay.tif" if options.slide_overlay else None,
+                                                out / f"{stem}_preview.png", labels)
             else:
                 files_out = (write_photo_overlay(opened, d, detector.names, result.counts, out / f"{stem}_overlay.jpg",
                                                  labels),)
@@ -492,6 +493,8 @@ def count_images(paths: list[Path], detector: Detector, options: CountOptions = 
         try:
             plan = plan_image(src, detector, options)
             d = run_plan(src, plan.tiles, detector, progress, lambda done, total: tell(Progress(i, len(files), done, total)))
+            if not plan.tiles.whole:
+                detector.release_memory()
             results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential))
         except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
             errors.append(e)

@@ -36,6 +36,10 @@ MIN_CELLS_FOR_PLAUSIBILITY = 10
 ABBREVIATIONS = {"basophil": "BA", "eosinophil": "EO", "erythroblast": "ERB", "ig": "IG", "lymphocyte": "LY",
                  "monocyte": "MO", "neutrophil": "NE", UNCLASSIFIED: "?"}
 WBC = "WBC"
+# White-cell crops per classifier pass: on a CPU one 128 px crop at a time is as fast and holds the fewest buffers
+# (benchmarks/crop_batch.py, 282 crops on 2 cores: OpenVINO batch 1 0.24 s and +33 MB against 16 0.28 s and +67 MB;
+# ONNX Runtime 0.20 s and +2 MB against 0.25 s and +58 MB). The torch backend classifies an image's crops in one pass.
+CROP_BATCH = {"openvino": 1, "onnx": 1}
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class Differential:
     """A white-cell type classifier ready to run on crops, loaded on first use (photos without white cells never
     load it)."""
 
-    def __init__(self, weights: Path, backend: str = "auto", batch: int = 16):
+    def __init__(self, weights: Path, backend: str = "auto", batch: int | None = None):
         self.weights = Path(weights)
         if not self.weights.is_file():
             raise InputError(self.weights, "differential model not found")
@@ -91,7 +95,7 @@ class Differential:
         self.crop_um = float(body["geometry"]["crop_um"])
         self.field_mpp = float(body["geometry"]["mpp"])  # the training fields' scale
         self.score_floor = float(body.get("score_floor", 0.0))  # 5th percentile of val cells' top scores
-        self.backend, self.batch = backend, batch
+        self.backend, self.batch = backend, batch  # None: CROP_BATCH for the backend
         self._model: object | None = None
 
     def _load(self) -> object:
@@ -110,7 +114,7 @@ class Differential:
             found = (path, record)
         if sorted(found[1].names) != sorted(self.names):
             raise InputError(self.weights, f"its export names {found[1].names}, its sidecar {self.names}")
-        return ExportedClassifier(found[0], found[1], self.batch)
+        return ExportedClassifier(found[0], found[1], self.batch or CROP_BATCH[backend])
 
     def release_memory(self) -> None:
         """Give back the runtime's buffers between counts (a long-running server)."""

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.images import ImageSource, read_scaled, resize
 
 THUMB_SIDE = 1024  # px, the thumbnail's long side: a 10k slide at ~10x reduction, a red cell still ~10 px
-CHUNK = 4096  # px of the input read at a time for the thumbnail, so memory stays flat on any slide size
+CHUNK = 1024  # px of the input read at a time for the thumbnail, so memory stays flat on any slide size
 GLASS_SATURATION = 12  # most saturation (0-255) of glass; BCCD's plasma is ~5, its palest red cells ~20
 CELL_PIXELS = 8  # a red cell's diameter on the thumbnail, at most
 MIN_BACKGROUND = 0.05  # share of the thumbnail: less glass than this is not worth a mask

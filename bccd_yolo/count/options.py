@@ -25,7 +25,8 @@ class CountOptions:
     """`tile` in input pixels (None: the network's input at the model's scale; 0: never tile); `mpp` micrometres per
     pixel, "auto" (from the red cells) or None (the file's scale, else the model's); `edge` which cells cut by the
     image edge count; `regions` a GeoJSON of polygons to count within; `skip_background` leaves bare-glass tiles
-    unpredicted; `qc` gives each image a verdict on whether its counts can be trusted."""
+    unpredicted; `qc` gives each image a verdict on whether its counts can be trusted; `slide_overlay` writes a tiled
+    image's full-size overlay TIFF beside its preview (the page draws its own zoomable view, and does without)."""
 
     tile: int | None = None
     overlap: float = DEFAULT_OVERLAP
@@ -34,6 +35,7 @@ class CountOptions:
     regions: Path | None = None
     skip_background: bool = True
     qc: bool = True
+    slide_overlay: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edge", EdgeRule(self.edge))

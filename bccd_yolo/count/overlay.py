@@ -72,8 +72,9 @@ def write_photo_overlay(src: ImageSource, d: Detections, names: list[str], count
 
 
 def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int],
-                        path: Path, preview: Path, labels: list[str | None] | None = None) -> tuple[Path, Path]:
-    """A full-size tiled TIFF written tile by tile (bounded memory), and a downscaled PNG preview."""
+                        path: Path | None, preview: Path, labels: list[str | None] | None = None) -> tuple[Path, ...]:
+    """A full-size tiled TIFF written tile by tile (bounded memory), unless `path` is None, and a downscaled PNG
+    preview drawn the same way."""
     import tifffile
 
     t = SLIDE_TILE
@@ -102,8 +103,12 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
                 thumb.paste(small, (round(x * scale), round(y * scale)))
                 yield np.asarray(im)
 
-    atomic_save(path, lambda p: tifffile.imwrite(p, tiles(), shape=(src.height, src.width, 3), dtype=np.uint8,
-                                                   tile=(t, t), photometric="rgb", compression="zlib", bigtiff=True))
+    if path is None:
+        for _ in tiles():
+            pass
+    else:
+        atomic_save(path, lambda p: tifffile.imwrite(p, tiles(), shape=(src.height, src.width, 3), dtype=np.uint8,
+                                                       tile=(t, t), photometric="rgb", compression="zlib", bigtiff=True))
     draw_legend(thumb, counts, names)
     atomic_save(preview, thumb.save)
-    return path, preview
+    return (preview,) if path is None else (path, preview)

@@ -137,7 +137,9 @@ def count_options(settings: ServeSettings, mpp: str, edge: str, conf: str) -> tu
             raise InputError(None, f"{mpp!r} is not a number (micrometres per pixel, or auto)", option="mpp") from None
     if edge and edge not in [r.value for r in EdgeRule]:
         raise InputError(None, f"{edge!r}: choose one of {', '.join(r.value for r in EdgeRule)}", option="edge")
-    return CountOptions(mpp=scale, edge=EdgeRule(edge or settings.edge)), parse_conf(conf) if conf.strip() else None
+    # no full-size overlay TIFF: the page never shows one (large images get Deep Zoom tiles, cells drawn from GeoJSON)
+    options = CountOptions(mpp=scale, edge=EdgeRule(edge or settings.edge), slide_overlay=False)
+    return options, parse_conf(conf) if conf.strip() else None
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
