@@ -151,6 +151,9 @@ class BlobDetector:
     def factor(self, mpp):
         return (1.0 if mpp is None else mpp) / self.scale.mpp
 
+    def release_memory(self):
+        self.released = getattr(self, "released", 0) + 1
+
     def __call__(self, images, threshold=True, native=False):
         out = []
         for im in images:

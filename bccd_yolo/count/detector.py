@@ -33,8 +33,9 @@ def default_weights() -> Path:
 
 # A slide's tiles per forward pass. On CPU one 640 px tile already keeps the cores busy, so more tiles a pass only
 # hold more of the runtime's buffers: benchmarks/batch_memory.py, a 10,000 px slide on 2 cores, OpenVINO batch 1
-# against 8 in 20.8 s against 21.2 with a peak of 425 MB against 621; ONNX Runtime batch 2 in 36.5 s against 36.3,
-# 574 MB against 853 (batch 1: 40.0 s). torch keeps 8, for GPUs. Many-core CPUs were not measured.
+# against 8 in 19.8 s against 19.9 with a peak of 319 MB against 583; ONNX Runtime batch 2 in 36.3 s against 37.6,
+# 440 MB against 854 (batch 1: 35.9 s and 375 MB in that run, 40.0 s in the run before: kept at 2). torch keeps 8,
+# for GPUs. Many-core CPUs were not measured.
 DEFAULT_BATCH = {"openvino": 1, "onnx": 2, "torch": 8}
 
 
