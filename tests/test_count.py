@@ -131,6 +131,12 @@ def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, 
         assert tif.pages[0].is_tiled and tif.pages[0].shape == (1100, 1500, 3)
         drawn = tif.asarray()
     assert (drawn != slide).any()
+    # lossless, and readable beyond tifffile: libvips (libtiff) decodes its predictor and deflate to the same pixels
+    import pyvips
+
+    assert np.array_equal(pyvips.Image.new_from_file(str(tmp_path / "ov" / "slide_overlay.tif")).numpy(), drawn)
+    far = drawn[1000:1090, 20:180]  # plain background, no photo and no box
+    assert np.array_equal(far, slide[1000:1090, 20:180])
     preview = np.asarray(Image.open(tmp_path / "ov" / "slide_preview.png").convert("RGB")).astype(int)
     assert max(preview.shape[:2]) <= 2048
     # the preview is the slide at this scale (outside boxes) with the boxes drawn in class colours

@@ -15,6 +15,10 @@ CLASS_COLOURS = {"RBC": (255, 0, 0), "WBC": (0, 200, 0), "Platelets": (0, 64, 25
 OTHER_COLOURS = [(255, 160, 0), (200, 0, 200), (0, 200, 200), (120, 80, 40)]
 SLIDE_TILE = 512  # TIFF tile edge of slide overlays
 PREVIEW_SIDE = 2048
+# Slide overlays are written lossless and fast: deflate at level 1 after horizontal differencing (TIFF 6.0's predictor
+# 2, which libtiff reads), the preview PNG at zlib level 1 (benchmarks/overlay_write.py)
+TIFF_COMPRESSION: dict = {"compression": "zlib", "predictor": True, "compressionargs": {"level": 1}}
+PREVIEW_PNG_LEVEL = 1
 
 
 def colour(name: str, index: int) -> tuple[int, int, int]:
@@ -108,7 +112,7 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
             pass
     else:
         atomic_save(path, lambda p: tifffile.imwrite(p, tiles(), shape=(src.height, src.width, 3), dtype=np.uint8,
-                                                       tile=(t, t), photometric="rgb", compression="zlib", bigtiff=True))
+                                                       tile=(t, t), photometric="rgb", bigtiff=True, **TIFF_COMPRESSION))
     draw_legend(thumb, counts, names)
-    atomic_save(preview, thumb.save)
+    atomic_save(preview, lambda p: thumb.save(p, compress_level=PREVIEW_PNG_LEVEL))
     return (preview,) if path is None else (path, preview)
