@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import save_result  # noqa: E402
 from serve_speed import ROOT, cli  # noqa: E402
 from slide_memory import png_slide  # noqa: E402
 from startup_speed import cpu  # noqa: E402
@@ -46,10 +47,7 @@ def main() -> None:
                 out["arms"][f"{backend} batch {batch}"] = arm
                 print(f"{backend} batch {batch}: {arm['seconds']} s, peak {' / '.join(map(str, arm['peak_mb']))} MB, {counts}"
                       f"{'' if same else '  COUNTS DIFFER'}", flush=True)
-    print(f"CPU: {out['cpu']['model']}, {out['cpu']['cores']} cores, {' '.join(out['cpu']['flags'])}")
-    dest = ROOT / "benchmarks" / "results" / "batch_memory.json"
-    dest.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"-> {dest}")
+    save_result(out, "batch_memory")
 
 
 if __name__ == "__main__":

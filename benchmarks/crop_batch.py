@@ -12,12 +12,12 @@ how crops travel, never what they are called). Writes benchmarks/results/crop_ba
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import save_result  # noqa: E402
 from startup_speed import cpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +83,7 @@ def main() -> None:
                 out["arms"][f"{backend} batch {batch}"] = arm
                 print(f"{backend} batch {batch}: {arm['seconds']} s, +{' / '.join(map(str, arm['added_peak_mb']))} MB, "
                       f"probabilities differ by {diff:.1e}{'  DIFFER' if diff > 1e-4 else ''}", flush=True)
-    print(f"CPU: {out['cpu']['model']}, {out['cpu']['cores']} cores, {' '.join(out['cpu']['flags'])}")
-    dest_json = ROOT / "benchmarks" / "results" / "crop_batch.json"
-    dest_json.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"-> {dest_json}")
+    save_result(out, "crop_batch")
 
 
 if __name__ == "__main__":

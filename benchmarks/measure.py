@@ -1,11 +1,14 @@
-"""What the benchmark scripts share: a fresh process timed with its peak memory sampled (psutil)."""
+"""What the benchmark scripts share: a fresh process timed with its peak memory sampled (psutil), and a result
+written under benchmarks/results/ with the CPU it came from."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import psutil
@@ -42,3 +45,12 @@ def run_sampled(args: list[str], role: Callable[[psutil.Process], str] | None = 
     if proc.returncode:
         raise RuntimeError(err[-3000:])
     return time.perf_counter() - start, peaks, out
+
+
+def save_result(out: dict, name: str) -> Path:
+    """`out` (with its "cpu", startup_speed.cpu()) as benchmarks/results/NAME.json; the CPU and the path printed."""
+    print(f"CPU: {out['cpu']['model']}, {out['cpu']['cores']} cores, {' '.join(out['cpu']['flags'])}")
+    dest = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    dest.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"-> {dest}")
+    return dest

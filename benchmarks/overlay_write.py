@@ -12,13 +12,13 @@ must read the TIFF as tifffile does. Writes benchmarks/results/overlay_write.jso
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import save_result  # noqa: E402
 from serve_speed import ROOT  # noqa: E402
 from slide_memory import png_slide  # noqa: E402
 from startup_speed import cpu  # noqa: E402
@@ -71,10 +71,7 @@ def main() -> None:
             a = out["arms"][name]
             print(f"{name}: {a['seconds']} s, TIFF {a['tiff_mb']} MB, preview {a['png_mb']} MB", flush=True)
     print(f"same pixels: {out['same_pixels']}; libvips reads the TIFF as tifffile does: {out['libvips_reads_it']}")
-    print(f"CPU: {out['cpu']['model']}, {out['cpu']['cores']} cores, {' '.join(out['cpu']['flags'])}")
-    dest = ROOT / "benchmarks" / "results" / "overlay_write.json"
-    dest.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"-> {dest}")
+    save_result(out, "overlay_write")
 
 
 if __name__ == "__main__":
