@@ -146,6 +146,22 @@ def test_slide_gets_a_tiled_overlay_and_preview(photos, tiny_weights, tmp_path, 
     assert reds >= 1
 
 
+def test_a_slide_overlay_shows_its_own_progress_only_when_asked(tmp_path, capsys):
+    """The overlay of a large slide takes minutes after its tiles' bar has ended: it gets a bar of its own TIFF
+    tiles (1500 x 1100 px in 512 px tiles: 3 x 3), and none under --quiet."""
+    from bccd_yolo.core.images import PhotoSource
+    from bccd_yolo.count.overlay import write_slide_overlay
+
+    src = PhotoSource(Path("slide.png"), np.full((1100, 1500, 3), 235, np.uint8))
+    d = Detections(np.array([[100, 100, 200, 200]], np.float32), np.array([0.9], np.float32), np.array([0]))
+    names, counts = ["RBC", "WBC", "Platelets"], {"RBC": 1, "WBC": 0, "Platelets": 0}
+    write_slide_overlay(src, d, names, counts, tmp_path / "a.tif", tmp_path / "a.png", progress=True)
+    err = capsys.readouterr().err
+    assert "slide.png overlay: 100%" in err and "9/9" in err
+    write_slide_overlay(src, d, names, counts, tmp_path / "b.tif", tmp_path / "b.png")
+    assert capsys.readouterr().err == ""
+
+
 def test_a_tiled_tiff_scanned_coarser_than_the_model_is_counted_enlarged(photos, tmp_path, capsys):
     """A slide at 0.1 um/px (the shipped model sees 0.0798) is enlarged tile by tile; reading a tiled TIFF
     for enlargement once found no pyramid level to read from and ended in a traceback."""

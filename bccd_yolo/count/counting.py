@@ -404,9 +404,10 @@ def type_cells(d: Detections, detector: Detector, differential: Differential, sr
 
 
 def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: CountOptions, out: Path | None,
-                 stem: str, src: ImageSource | None = None, differential: Differential | None = None) -> ImageCount:
+                 stem: str, src: ImageSource | None = None, differential: Differential | None = None,
+                 progress: bool = False) -> ImageCount:
     """The merged detections of one image as its count: scale check, edge rule, regions, qc verdict, white-cell
-    types, overlays."""
+    types, overlays (`progress`: a bar for a slide's)."""
     t = plan.tiles
     edge = options.edge
     verdict = judge(plan, d, detector, src) if options.qc else []
@@ -440,7 +441,7 @@ def finish_image(plan: ImagePlan, d: Detections, detector: Detector, options: Co
             if not t.whole:
                 files_out = write_slide_overlay(opened, d, detector.names, result.counts,
                                                 out / f"{stem}_overlay.tif" if options.slide_overlay else None,
-                                                out / f"{stem}_preview.png", labels)
+                                                out / f"{stem}_preview.png", labels, progress)
             else:
                 files_out = (write_photo_overlay(opened, d, detector.names, result.counts, out / f"{stem}_overlay.jpg",
                                                  labels),)
@@ -495,7 +496,7 @@ def count_images(paths: list[Path], detector: Detector, options: CountOptions = 
             d = run_plan(src, plan.tiles, detector, progress, lambda done, total: tell(Progress(i, len(files), done, total)))
             if not plan.tiles.whole:
                 detector.release_memory()
-            results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential))
+            results.append(finish_image(plan, d, detector, options, out, stems[path], src, differential, progress))
         except InputError as e:  # regions that do not fit this image, a tile too small at its scale, a bad read
             errors.append(e)
         finally:

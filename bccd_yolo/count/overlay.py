@@ -76,10 +76,12 @@ def write_photo_overlay(src: ImageSource, d: Detections, names: list[str], count
 
 
 def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], counts: dict[str, int],
-                        path: Path | None, preview: Path, labels: list[str | None] | None = None) -> tuple[Path, ...]:
+                        path: Path | None, preview: Path, labels: list[str | None] | None = None,
+                        progress: bool = False) -> tuple[Path, ...]:
     """A full-size tiled TIFF written tile by tile (bounded memory), unless `path` is None, and a downscaled PNG
-    preview drawn the same way."""
+    preview drawn the same way; `progress` shows a bar of its tiles (a large slide's overlay takes minutes)."""
     import tifffile
+    from tqdm import tqdm
 
     t = SLIDE_TILE
     rows, cols = -(-src.height // t), -(-src.width // t)
@@ -94,8 +96,10 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
     lw = line_width(640, 480)
 
     def tiles():
+        bar = tqdm(total=rows * cols, desc=f"{Path(src.path).name} overlay", unit="tile", disable=not progress)
         for r in range(rows):
             for c in range(cols):
+                bar.update()
                 x, y = c * t, r * t
                 w, h = min(t, src.width - x), min(t, src.height - y)
                 im = Image.new("RGB", (t, t))
@@ -106,6 +110,7 @@ def write_slide_overlay(src: ImageSource, d: Detections, names: list[str], count
                 small = im.crop((0, 0, w, h)).resize((max(1, round(w * scale)), max(1, round(h * scale))))
                 thumb.paste(small, (round(x * scale), round(y * scale)))
                 yield np.asarray(im)
+        bar.close()
 
     if path is None:
         for _ in tiles():
