@@ -4,6 +4,7 @@ differential as counted (shares with Wilson intervals, erythroblasts per 100 whi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -257,6 +258,36 @@ def test_an_exported_classifier_takes_one_crop_a_pass_and_the_batch_never_change
     a, b = one.probabilities(crops), many.probabilities(crops)
     assert passes == [1] * len(crops) and many._model.batch == 16
     np.testing.assert_allclose(a, b, atol=1e-5)  # the same crops, whatever travels with them
+
+
+def test_a_slides_white_cells_are_typed_a_chunk_at_a_time_each_keeping_its_own_type():
+    """Memory flat in a slide's white cells: crops are read and classified CROP_CHUNK at a time, never all at once,
+    and each chunk's types land on its own cells (a chunk offset bug would type cells by their neighbours)."""
+    from bccd_yolo.core.detections import Detections
+    from bccd_yolo.core.images import PhotoSource
+    from bccd_yolo.count.differential import CROP_CHUNK, SHIPPED_TYPES, Differential
+
+    image = np.zeros((400, 6000, 3), np.uint8)
+    image[:, 3000:] = 255  # dark left half, bright right half
+    n = 3 * CROP_CHUNK  # four in five white: three chunks, the last one short
+    xs = np.linspace(100, 5800, n)
+    boxes = np.array([[x, 180, x + 40, 220] for x in xs], np.float32)
+    cls = np.where(np.arange(n) % 5 == 0, 0, 1)  # every fifth a red cell, the rest white
+    d = Detections(boxes, np.full(n, 0.9, np.float32), cls)
+    model = Differential(SHIPPED_TYPES, "openvino")
+    seen: list[int] = []
+
+    def bright_is_second(crops):  # a stand-in classifier: type 1 for a bright crop, type 0 for a dark one
+        seen.append(len(crops))
+        k = np.array([float(c.mean() > 127) for c in crops], np.float32)
+        return np.stack([1 - k, k] + [np.zeros_like(k)] * (len(model.names) - 2), axis=1)
+
+    model._model = bright_is_second
+    types = model.types(PhotoSource(Path("wide.png"), image), d, 1, 0.08)
+    white = cls == 1
+    assert max(seen) <= CROP_CHUNK and sum(seen) == white.sum() and len(seen) >= 3
+    assert np.array_equal(types.index[~white], np.full((~white).sum(), NOT_TYPED))
+    assert np.array_equal(types.index[white], (xs[white] + 20 > 3000).astype(int))
 
 
 def test_a_differential_that_blood_rarely_shows_or_that_scores_low_is_doubted():
