@@ -37,6 +37,10 @@ def zoom_tiles(image: Path, folder: Path) -> ZoomView | None:
     overlay preview)."""
     import pyvips  # type: ignore[import-untyped]
 
+    # libvips' operation cache would keep the pyramid's buffers alive after dzsave (nothing here reuses them): without
+    # it and with the heap trimmed, a 10,000 px slide's tiles leave 3 MB behind instead of 60 (peak 66 MB against 72;
+    # one malloc arena, as the server has)
+    pyvips.cache_set_max(0)
     try:
         im = pyvips.Image.new_from_file(str(image), access="sequential")
         if im.hasalpha():
@@ -47,5 +51,18 @@ def zoom_tiles(image: Path, folder: Path) -> ZoomView | None:
                   background=[255, 255, 255])
     except pyvips.Error:
         return None
-    levels = max(0, math.ceil(math.log2(max(im.width, im.height) / TILE)))
-    return ZoomView(folder, im.width, im.height, levels)
+    width, height = im.width, im.height
+    del im
+    trim_heap()
+    levels = max(0, math.ceil(math.log2(max(width, height) / TILE)))
+    return ZoomView(folder, width, height, levels)
+
+
+def trim_heap() -> None:
+    """Give the heap libvips freed back to the system (glibc keeps it otherwise)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
