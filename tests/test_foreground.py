@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BlobDetector, UnscaledBlob, disc_canvas
+from conftest import BCCD_SOURCE, BlobDetector, UnscaledBlob, disc_canvas
 
 from bccd_yolo.core.images import PhotoSource
 from bccd_yolo.count.counting import UNSCALED_RBC_PX, TileReport, cell_px, detect_image
@@ -158,3 +158,27 @@ def test_the_detectors_buffers_are_released_after_a_tiled_image_and_never_per_ph
     results, errors = count_images(sorted(tmp_path.glob("*.png")), det, progress=False)
     assert not errors and [r.tiles > 1 for r in results] == [False, False, False, True]
     assert det.released == 1
+
+
+def test_a_greyscale_slide_gets_no_mask_and_its_cells_are_counted(tmp_path):
+    """Saturation cannot tell grey cells from grey glass: every tile of a greyscale scan was taken for glass and
+    skipped, and 0 cells were counted. The shipped model (trained with a greyscale share) then counts it as a
+    colour copy, within half (a grey field loses some contrast; 0 is the bug)."""
+    import cv2
+
+    from bccd_yolo.count.counting import count_images
+    from bccd_yolo.count.detector import Detector, default_weights
+
+    grey = sparse_slide().mean(axis=2).astype(np.uint8)
+    assert foreground(PhotoSource(Path("g.png"), np.dstack([grey] * 3)), cell_px=41) is None
+    assert foreground(PhotoSource(Path("c.png"), sparse_slide()), cell_px=41) is not None  # colour: a mask, as before
+    photo = cv2.imread(str(BCCD_SOURCE / "BCCD" / "JPEGImages" / "BloodImage_00007.jpg"))
+    colour = np.full((1440, 1920, 3), 232, np.uint8)
+    colour[:480, :640] = photo
+    colour[960:, 1280:] = photo  # two fields on plain glass: a slide with glass to skip
+    cv2.imwrite(str(tmp_path / "colour.png"), colour)
+    cv2.imwrite(str(tmp_path / "grey.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    (c, g), errors = count_images([tmp_path / "colour.png", tmp_path / "grey.png"], Detector(default_weights(), quiet=True),
+                                  progress=False)
+    assert not errors and c.tiles_skipped > 0 and g.tiles_skipped == 0
+    assert c.counts["RBC"] > 15 and g.counts["RBC"] >= 0.5 * c.counts["RBC"]

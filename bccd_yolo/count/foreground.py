@@ -6,7 +6,8 @@ saturation histogram (scikit-image), and what survives a morphological opening w
 cell: plasma between the cells of a smear is colourless too, but narrower than a cell, and pale red cells
 (BCCD's are barely pink: saturation 20-35 against plasma's 5) stay foreground. Everything else, dilated by
 two thumbnail pixels, is foreground. Tinted glass (over GLASS_SATURATION) is not skipped: counting it costs
-time, skipping a cell costs a count.
+time, skipping a cell costs a count; so is an image with no colour at all (greyscale), whose cells saturation
+cannot tell from glass.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CHUNK = 1024  # px of the input read at a time for the thumbnail, so memory stay
 GLASS_SATURATION = 12  # most saturation (0-255) of glass; BCCD's plasma is ~5, its palest red cells ~20
 CELL_PIXELS = 8  # a red cell's diameter on the thumbnail, at most
 MIN_BACKGROUND = 0.05  # share of the thumbnail: less glass than this is not worth a mask
+# an image whose thumbnail is not coloured beyond glass's saturation even in its most saturated 0.5 %, yet not plain
+# either (its 0.5 % furthest from its median grey differ by more than that): a greyscale scan, all of which would be
+# taken for glass and skipped (0 cells counted), gets no mask. Plain colourless glass is still skipped.
+COLOURED_PERCENTILE = 99.5
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ def foreground(src: ImageSource, cell_px: float, side: int = THUMB_SIDE) -> Fore
     thumb, s = thumbnail(src, side)
     rgb = thumb.astype(np.int16)
     sat = (rgb.max(axis=2) - rgb.min(axis=2)).astype(np.uint8)
+    if np.percentile(sat, COLOURED_PERCENTILE) <= GLASS_SATURATION:
+        grey = rgb.mean(axis=2)
+        if np.percentile(np.abs(grey - np.median(grey)), COLOURED_PERCENTILE) > GLASS_SATURATION:
+            return None  # colourless but not plain (a greyscale scan): cells cannot be told from glass by colour
     limit = GLASS_SATURATION if sat.min() == sat.max() else min(GLASS_SATURATION, threshold_otsu(sat))
     glass = opening(sat <= limit, disk(max(1, round(cell_px * s / 2))))
     if glass.mean() < MIN_BACKGROUND:
