@@ -38,6 +38,57 @@ def test_stain_without_cells_found_is_few_cells_and_the_counts_stay(tmp_path):
     assert c.qc == [] and np.array_equal(c.detections.xyxy, b.detections.xyxy)  # a verdict never changes the counts
 
 
+PLASMA, GLASS, DARK = (200, 190, 198), (245, 245, 245), (12, 12, 12)  # colourless all three, far apart in CIELAB
+
+
+def surrounded(tmp_path, colour, how, name):
+    """A field of 12 cells 81 px across (rings with a pale centre, as red cells are) on plasma, as a photo at a
+    smear's edge shows it (bare glass beside it, a third or more of the photo) or an eyepiece camera does (inside
+    a dark surround, half of the photo)."""
+    smear = np.full((480, 640, 3), PLASMA, np.uint8)
+    for k in range(12):
+        cv2.circle(smear, (80 + (k % 4) * 160, 80 + (k // 4) * 160), 33, colour, 15)
+    if how == "dark":
+        canvas = np.full((720, 880, 3), DARK, np.uint8)
+        canvas[120:600, 120:760] = smear
+    else:
+        canvas = np.full((480, 640 + {"glass": 320, "more glass": 700}[how], 3), GLASS, np.uint8)
+        canvas[:, :640] = smear
+    Image.fromarray(canvas).save(tmp_path / name)
+    return tmp_path / name
+
+
+def test_glass_beside_a_field_and_a_dark_surround_are_not_stain_the_model_missed(tmp_path):
+    """Colourless ground wider than a cell is not smear: the cells found cover the smear's stain whether the
+    glass or the dark surround is less (the plasma is the commonest colour) or more of the photo than the plasma
+    is. Cells the detector does not see beside glass are still `few cells`."""
+    seen = [surrounded(tmp_path, (255, 0, 0), how, f"{how}.png") for how in ("glass", "more glass", "dark")]
+    unseen = surrounded(tmp_path, (120, 60, 160), "more glass", "unseen.png")
+    # at 0.5 um/px the blob detector's red cell (41 px at 1 um/px) is 82 px across: these discs
+    counted, _ = count_images([*seen, unseen], BlobDetector(), CountOptions(mpp=0.5), progress=False)
+    for c in counted[:3]:
+        assert c.counts["RBC"] == 12 and c.qc == [], (c.path, c.qc)
+    assert counted[3].counts["RBC"] == 0 and any(r.startswith("few cells") for r in counted[3].qc), counted[3].qc
+
+
+def test_a_field_lit_unevenly_is_not_stain_the_model_missed(tmp_path):
+    """A lamp not centred or flattened leaves the corners darker: its tinted plasma there is no stain, so 12 cells
+    found of 12 are not `few cells`; cells the detector does not see in the same light still are."""
+    h, w = 480, 640
+    y, x = np.mgrid[0:h, 0:w]
+    light = 1 - 0.3 * ((x - w / 2) ** 2 + (y - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)  # corners 30 % darker
+    paths = []
+    for colour, name in (((255, 0, 0), "seen.png"), ((120, 60, 160), "unseen.png")):
+        field = np.full((h, w, 3), (230, 205, 220), np.float32)  # pink-tinted plasma, as PBC's and Raabin's
+        for k in range(12):
+            cv2.circle(field, (80 + (k % 4) * 160, 80 + (k // 4) * 160), 33, colour, 15)
+        Image.fromarray(np.clip(field * light[..., None], 0, 255).astype(np.uint8)).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    (seen, unseen), _ = count_images(paths, BlobDetector(), CountOptions(mpp=0.5), progress=False)
+    assert seen.counts["RBC"] == 12 and seen.qc == [], seen.qc
+    assert unseen.counts["RBC"] == 0 and any(r.startswith("few cells") for r in unseen.qc), unseen.qc
+
+
 def test_near_threshold_scores_and_white_cells_beside_red_ones_are_reasons():
     boxes = np.array([[i * 30, 0, i * 30 + 20, 20] for i in range(10)], np.float32)
     near = Detections(boxes, np.full(10, 0.55, np.float32), np.zeros(10, np.int64))  # all within 0.1 of RBC's 0.5

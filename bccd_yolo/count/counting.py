@@ -351,7 +351,7 @@ def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource |
     if t.whole or t.width * t.height <= QC_WHOLE_PIXELS:  # photos, also when tiled; a slide's coverage says little
         opened = src if src is not None else open_image(plan.path)
         try:
-            stain = stain_of(opened)
+            stain = stain_of(opened, cell_px(detector, plan.scale.mpp if plan.scale else None))
         finally:
             if src is None:
                 opened.close()

@@ -156,7 +156,7 @@ def _count_all(ray: Any, pool: Any, files: list[Path], plans: dict[int, ImagePla
                 try:
                     d = merge_plan(plans[i].tiles, found.pop(i), detector)
                     results[i] = finish_image(plans[i], d, detector, options, out, stems[files[i]],
-                                              differential=differential)
+                                              differential=differential, progress=progress)
                 except InputError as e:
                     errors[i] = e
             bar.set_postfix_str(f"images {len(results) + len(errors)}/{len(files)}, "

@@ -3,7 +3,7 @@
 A model trained on some microscopes can be silently wrong on another: it finds 2 cells in a field of 115, or calls
 grey-violet red cells white cells. Each reason below is something a person would see on the overlay:
 - `few cells`: the cells found cover little of the stained area of the field (stain but no cells: the model does
-  not see this smear's cells);
+  not see this smear's cells; bare glass, a camera's dark surround and uneven light are not stain);
 - `faint`: the cells found cover far more than what stands out from the background (a stain paler or greyer
   than any the model was trained on, where it misses cells it cannot tell from the glass);
 - `stain colour`: what stands out from the background has a hue (CIELAB) outside the range of the model's training
@@ -34,6 +34,10 @@ MIN_STAINED = 0.05  # share of the field: less stain than this (bare glass) is n
 MAX_COVERAGE = 2.5
 HUE_MARGIN = 20.0  # degrees beyond the training fields' 1st-99th percentile hue: `stain colour`. Val fields as they
 # are lie inside the range, the hue-turned copies of benchmarks/qc_check.py mostly 30-150 degrees out of it
+BARE_CELL = 16  # px: a red cell's size at which bare ground is looked for
+LIGHT_REACH = 1.0  # red cells: how far `even_light` looks for the background (plasma lies within a cell of any pixel)
+LIGHT_CELL = 8  # px: a red cell's size at which the light is found
+LIGHT_GAIN = 2.0  # most `even_light` brightens or darkens: corners 30 % darker need 1.43
 MIN_CHROMA = 5.0  # CIELAB a*b* chroma under which the stain is too grey for its hue to mean anything
 UNCERTAIN_MARGIN = 0.10  # a score this close above its class threshold is a near call
 UNCERTAIN_SHARE = 0.35  # of at least UNCERTAIN_MIN cells: `uncertain` (val fields counted right: 0.21 at the 90th percentile)
@@ -51,26 +55,122 @@ class Stain:
     hue: float | None
 
 
-def stain_of(src: ImageSource) -> Stain:
-    """The stained pixels: those further than BACKGROUND_DELTA (CIELAB, 8-bit) from the image's most common colour.
-    Glass, plasma or a tinted background is the most common colour of a smear field (on BCCD, PBC and Raabin val
-    fields it is 45-50 % of the pixels); where cells crowd out the background the mode is a cell colour, the
-    stained share comes out lower, and `few cells` errs towards silence."""
-    import cv2
-
+def stain_of(src: ImageSource, cell_px: float | None = None) -> Stain:
+    """The stained pixels: those further than BACKGROUND_DELTA (CIELAB, 8-bit) from the smear's background, taken to
+    be the image's most common colour. Glass, plasma or a tinted background is the most common colour of a smear
+    field (on BCCD, PBC and Raabin val fields it is 45-50 % of the pixels); where cells crowd out the background
+    the mode is a cell colour, the stained share comes out lower, and `few cells` errs towards silence.
+    Given `cell_px` (a red cell's diameter in input pixels), what is colourless and wider than a red cell is bare
+    (glass at a smear's edge, a camera's dark surround, the plasma of a sparse smear) and never stained; where the
+    most common colour is bare, the background is found by `ground`. Uneven light is evened out (`even_light`) from
+    what is background-coloured or not bare, so glass or a dark surround beside the smear does not set its light,
+    and the background found again."""
     from .foreground import thumbnail
 
-    thumb, _ = thumbnail(src, THUMB_SIDE)
-    lab = cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-    q = (lab // 8).astype(np.int64)
-    keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
-    mode = lab[keys == np.bincount(keys).argmax()].mean(0)
-    stained = np.linalg.norm(lab - mode, axis=1) >= BACKGROUND_DELTA
+    thumb, s = thumbnail(src, THUMB_SIDE)
+    bare = bare_of(thumb, cell_px * s) if cell_px else None
+    lab, common = background(thumb, bare, cell_px * s / 2 if cell_px else 0.0)
+    if cell_px and bare is not None:
+        near = (distance(lab, lab[common].mean(0)) < BACKGROUND_DELTA).reshape(bare.shape)
+        lab, common = background(even_light(thumb, cell_px * s, bare & ~near), bare, cell_px * s / 2)
+    elif cell_px:
+        lab, common = background(even_light(thumb, cell_px * s), bare, cell_px * s / 2)
+    smear = np.ones(len(lab), bool) if bare is None else ~bare.reshape(-1)
+    stained = (distance(lab, lab[common].mean(0)) >= BACKGROUND_DELTA) & smear
     hue = None
     if stained.mean() >= MIN_STAINED:
         a, b = lab[stained, 1].mean() - 128, lab[stained, 2].mean() - 128
         hue = float(np.degrees(np.arctan2(b, a))) if np.hypot(a, b) >= MIN_CHROMA else None
     return Stain(float(stained.mean()), hue)
+
+
+def distance(lab: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """CIELAB distance of each pixel (rows of `lab`) from `colour`."""
+    d = lab - colour
+    return np.sqrt(np.einsum("ij,ij->i", d, d))
+
+
+def background(rgb: np.ndarray, bare: np.ndarray | None, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """`rgb` in CIELAB (flat), and the pixels whose colour is its background: the most common colour, or where that
+    is bare, `ground`'s (`radius`: a red cell's)."""
+    import cv2
+
+    lab8 = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB), np.uint8).reshape(-1, 3)
+    q = (lab8 >> 3).astype(np.int32)  # bins of 8 levels
+    keys = (q[:, 0] << 10) | (q[:, 1] << 5) | q[:, 2]
+    lab = lab8.astype(np.float32)
+    common = keys == np.bincount(keys).argmax()
+    if bare is not None and bare.reshape(-1)[common].mean() >= 0.5 and (~bare).mean() >= MIN_STAINED:
+        common = ground(keys, bare, radius)
+    return lab, common
+
+
+def bare_of(rgb: np.ndarray, cell_px: float) -> np.ndarray | None:
+    """foreground's glass (colourless, wider than a red cell `cell_px` across) of `rgb`, found where a red cell is
+    BARE_CELL pixels across (an opening with a larger disc costs a photo's whole count) and brought back to size."""
+    import cv2
+
+    from .foreground import glass_of
+
+    h, w = rgb.shape[:2]
+    f = min(1.0, BARE_CELL / cell_px)
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
+    glass = glass_of(small, cell_px * f)
+    if glass is None or f == 1:
+        return glass
+    return cv2.resize(glass.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def even_light(rgb: np.ndarray, cell_px: float, unlit: np.ndarray | None = None) -> np.ndarray:
+    """`rgb` (red cells `cell_px` across) as if evenly lit: each pixel scaled by the median background lightness over
+    the local one, the brightest within LIGHT_REACH red cells (plasma or glass: a brightfield background is lighter
+    than the cells on it), smoothed over as far. `unlit` pixels (glass, a dark surround) tell nothing of the light,
+    so the plasma beside them keeps its own level, and are left as they are where no other pixel is in reach; gains
+    are held to LIGHT_GAIN. Light varies slowly: it is found where a red cell is LIGHT_CELL pixels across."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    lit = np.ones((h, w), np.float32) if unlit is None else (~unlit).astype(np.float32)
+    if lit.sum() == 0:
+        return rgb
+    f = min(1.0, LIGHT_CELL / cell_px)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    grey = cv2.resize(rgb.astype(np.float32).mean(axis=2) * lit, size, interpolation=cv2.INTER_AREA)
+    share = cv2.resize(lit, size, interpolation=cv2.INTER_AREA)
+    lit_small = (share > 0.5).astype(np.float32)
+    grey = grey / np.maximum(share, 1e-3) * lit_small
+    if not lit_small.any():
+        return rgb
+    k = max(3, int(LIGHT_REACH * cell_px * f) | 1)
+    local = cv2.dilate(grey, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    weight = cv2.GaussianBlur(lit_small, (0, 0), k / 2)
+    local = cv2.GaussianBlur(local * lit_small, (0, 0), k / 2) / np.maximum(weight, 1e-3)
+    reached = (weight > 1e-3) & (local > 0)
+    if not reached.any():
+        return rgb
+    gain = np.ones_like(local)  # bare ground far from the smear is left as it is
+    gain[reached] = np.clip(np.median(local[lit_small > 0]) / local[reached], 1 / LIGHT_GAIN, LIGHT_GAIN)
+    full = np.asarray(cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+    return np.clip(rgb * full[..., None], 0, 255).astype(np.uint8)
+
+
+def ground(keys: np.ndarray, bare: np.ndarray, radius: float) -> np.ndarray:
+    """The pixels (flat, as `keys`, the quantised colours) whose colour is a smear's background when its most common
+    colour is bare: the commonest colour of what is not bare if that lies mostly deeper inside it than half a red
+    cell's `radius` (a smear's own plasma, beside glass or inside a dark surround; a lone cell's pixels lie at a
+    median 0.29 radii from its edge), else the commonest colour of the bare pixels within `radius` of the rest (the
+    ground that sparse cells lie on)."""
+    import cv2
+
+    smear = ~bare
+    inner = smear.reshape(-1) & (keys == np.bincount(keys[smear.reshape(-1)]).argmax())
+    depth = cv2.distanceTransform(smear.astype(np.uint8), cv2.DIST_L2, 3).reshape(-1)
+    if np.median(depth[inner]) > radius / 2:
+        return inner
+    near = (bare & (cv2.distanceTransform(bare.astype(np.uint8), cv2.DIST_L2, 3) <= radius)).reshape(-1)
+    if not near.any():
+        return inner
+    return near & (keys == np.bincount(keys[near]).argmax())
 
 
 def hue_outside(hue: float, hues: tuple[float, float]) -> float:
