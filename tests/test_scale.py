@@ -97,6 +97,28 @@ def test_auto_scale_reads_the_red_cells_and_is_used(tmp_path, caplog):
     assert max(max(v) for v in det.views) > 1.8 * r.tile
 
 
+class SizedBlob(BlobDetector):
+    """A blob detector that, like a network, finds red cells only within 2x of its own size (41 px)."""
+
+    def __call__(self, images, threshold=True, native=False):
+        out = super().__call__(images, threshold, native)
+        return [d.subset((d.xyxy[:, 2] - d.xyxy[:, 0] <= 2 * self.RBC_PX) & (d.xyxy[:, 2] - d.xyxy[:, 0] >= self.RBC_PX / 2))
+                for d in out]
+
+
+def test_red_cells_too_large_to_find_at_the_assumed_scale_are_found_at_another(tmp_path):
+    """A camera four times finer than the model's scale: red cells of 161 px where the model finds 41 +- 2x. The
+    first pass at the assumed scale finds none; the estimate starts again as if the input were finer, so the field
+    is counted at its own scale (about 41/161 um/px), not at the model's with no cell found."""
+    from PIL import Image
+
+    Image.fromarray(red_cells(1600, 1300, 80, 320)).save(tmp_path / "fine.png")
+    assert estimate_scale(PhotoSource(tmp_path / "fine.png", red_cells(1600, 1300, 80, 320)), SizedBlob(), 1.0)[0] is None
+    (r,), errors = count_images([tmp_path / "fine.png"], SizedBlob(), progress=False)  # count's default: auto
+    assert not errors and r.mpp_source == "auto" and r.mpp == pytest.approx(41 / 161, rel=0.05)
+    assert r.counts["RBC"] == 9  # a 3 x 3 grid
+
+
 def test_an_estimate_within_snap_keeps_the_scale_its_pass_ran_at():
     """estimate_scale's `snap` (benchmarks/auto_snap.py; counting uses none): red cells of radius 19 (39 px) where
     the model's are 41 px are 5 % off the model's scale, so 0.1 keeps the assumed 1.0 and none estimates anew."""
