@@ -150,12 +150,14 @@ def test_the_detectors_buffers_are_released_after_a_tiled_image_and_never_per_ph
     from PIL import Image
 
     from bccd_yolo.count.counting import count_images
+    from bccd_yolo.count.options import CountOptions
 
     Image.fromarray(disc_canvas(1200, 900, 20, seed=1)).save(tmp_path / "slide.png")
     for k in range(3):
         Image.fromarray(disc_canvas(300, 200, 20, seed=k)).save(tmp_path / f"photo{k}.png")
     det = BlobDetector()
-    results, errors = count_images(sorted(tmp_path.glob("*.png")), det, progress=False)
+    # at the blob detector's own scale, so the slide is tiled (400 px tiles) whatever --mpp auto would make of it
+    results, errors = count_images(sorted(tmp_path.glob("*.png")), det, CountOptions(mpp=1.0), progress=False)
     assert not errors and [r.tiles > 1 for r in results] == [False, False, False, True]
     assert det.released == 1
 
