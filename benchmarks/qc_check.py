@@ -59,19 +59,15 @@ def surround(rgb: np.ndarray, how: str) -> np.ndarray:
     h, w = rgb.shape[:2]
     noise = np.random.default_rng(0)
     if how == "on glass":
-        out = np.empty((h, w + w // 2, 3), np.float32)
-        out[:] = (238, 238, 236)
-        out[:, :w] = rgb
+        out = np.full((h, w + w // 2, 3), (238, 238, 236), np.float32)
+        y0 = x0 = 0
     else:
-        m = round(0.2 * max(h, w))
-        out = np.empty((h + 2 * m, w + 2 * m, 3), np.float32)
-        out[:] = (12, 12, 12)
-        out[m : m + h, m : m + w] = rgb
+        y0 = x0 = round(0.2 * max(h, w))
+        out = np.full((h + 2 * y0, w + 2 * x0, 3), (12, 12, 12), np.float32)
     glass = np.ones(out.shape[:2], bool)
-    glass[: h, : w] = how != "on glass"
-    if how != "on glass":
-        glass[m : m + h, m : m + w] = False
+    glass[y0 : y0 + h, x0 : x0 + w] = False
     out[glass] += noise.normal(0, 2, (int(glass.sum()), 3))
+    out[y0 : y0 + h, x0 : x0 + w] = rgb
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

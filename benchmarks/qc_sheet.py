@@ -19,6 +19,11 @@ LAYOUTS = ("on glass", "dark surround", "uneven light")
 CELL = (330, 330)  # px per picture in the sheet
 
 
+def said(qc: list[str]) -> str:
+    """A verdict's reasons, named only."""
+    return "; ".join(q.split(":")[0] for q in qc) or "nothing"
+
+
 def main() -> None:
     import cv2
     from per_source import load_sources
@@ -46,7 +51,6 @@ def main() -> None:
                 thumb.thumbnail(CELL)
                 x, y = col * CELL[0], row * (CELL[1] + 90)
                 sheet.paste(thumb, (x, y))
-                said = lambda qc: "; ".join(q.split(":")[0] for q in qc) or "nothing"  # noqa: E731
                 caption = (f"{source}, {layout}: RBC {c.counts['RBC']} (labelled "
                            f"{int(f.truth.counts(len(det.names))[det.names.index('RBC')])}); qc now: {said(c.qc)}; "
                            f"before: {said(before.get(name, []))}")

@@ -307,12 +307,11 @@ def image_scale(src: ImageSource, detector: Detector, mpp: float | str | None) -
     if mpp == AUTO:
         assumed = read if read is not None else (detector.scale.photo_mpp if detector.scale else None)
         estimate, n = estimate_scale(src, detector, assumed)
-        for k in RETRY_SCALES if estimate is None else ():
-            if assumed is None:
-                break
-            estimate, _ = estimate_scale(src, detector, assumed * k)  # cells too large or small to be found as assumed
-            if estimate is not None:
-                break
+        if estimate is None and assumed is not None:
+            for k in RETRY_SCALES:  # cells too large or small to be found as assumed
+                estimate, _ = estimate_scale(src, detector, assumed * k)
+                if estimate is not None:
+                    break
         if estimate is not None:
             (LOGGER.info if asked else LOGGER.debug)("%s: scale %.4f um/px, estimated from %d red cells", src.path, estimate, n)
             return Scale(round(estimate, 6), AUTO)

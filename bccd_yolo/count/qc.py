@@ -69,12 +69,14 @@ def stain_of(src: ImageSource, cell_px: float | None = None) -> Stain:
 
     thumb, s = thumbnail(src, THUMB_SIDE)
     bare = bare_of(thumb, cell_px * s) if cell_px else None
-    lab, common = background(thumb, bare, cell_px * s / 2 if cell_px else 0.0)
-    if cell_px and bare is not None:
-        near = (distance(lab, lab[common].mean(0)) < BACKGROUND_DELTA).reshape(bare.shape)
-        lab, common = background(even_light(thumb, cell_px * s, bare & ~near), bare, cell_px * s / 2)
-    elif cell_px:
-        lab, common = background(even_light(thumb, cell_px * s), bare, cell_px * s / 2)
+    radius = cell_px * s / 2 if cell_px else 0.0
+    if cell_px:
+        unlit = None
+        if bare is not None:  # bare ground of the background's own colour (a sparse smear's plasma) still sets the light
+            lab, common = background(thumb, bare, radius)
+            unlit = bare & ~(distance(lab, lab[common].mean(0)) < BACKGROUND_DELTA).reshape(bare.shape)
+        thumb = even_light(thumb, cell_px * s, unlit)
+    lab, common = background(thumb, bare, radius)
     smear = np.ones(len(lab), bool) if bare is None else ~bare.reshape(-1)
     stained = (distance(lab, lab[common].mean(0)) >= BACKGROUND_DELTA) & smear
     hue = None
@@ -131,8 +133,6 @@ def even_light(rgb: np.ndarray, cell_px: float, unlit: np.ndarray | None = None)
 
     h, w = rgb.shape[:2]
     lit = np.ones((h, w), np.float32) if unlit is None else (~unlit).astype(np.float32)
-    if lit.sum() == 0:
-        return rgb
     f = min(1.0, LIGHT_CELL / cell_px)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     grey = cv2.resize(rgb.astype(np.float32).mean(axis=2) * lit, size, interpolation=cv2.INTER_AREA)
