@@ -255,3 +255,33 @@ def test_a_tiffs_resolution_tags_give_its_scale_only_in_absolute_units(tmp_path,
         src = open_image(path)
         assert src.mpp == (None if mpp is None else pytest.approx(mpp))
         src.close()
+
+
+def test_a_scale_auto_cannot_estimate_is_said_under_quiet_and_only_asked_for_is_a_qc_reason(tmp_path, capsys, monkeypatch):
+    """Two red cells are too few to measure (MIN_AUTO_CELLS): by default (nothing records the scale) the field is
+    counted at the model's scale and a note says so under the table, in JSON and CSV; with --mpp auto, which the
+    user asked for, it is a qc reason instead."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    import bccd_yolo.count.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "Detector", lambda *a, **k: BlobDetector())
+    monkeypatch.setattr(BlobDetector, "weights", "blob", raising=False)
+    monkeypatch.setattr(BlobDetector, "backend", "blob", raising=False)
+    monkeypatch.setattr(BlobDetector, "runs_at", "f32", raising=False)
+    Image.fromarray(red_cells(160, 120, 10, 40)).save(tmp_path / "few.png")
+    said = "scale unknown: auto found 2 measurable red cells (needs 6); counted at the model's scale"
+    for mpp, qc, notes in ((None, [], [said]), ("auto", [said.replace("auto", "--mpp auto", 1)], [])):
+        report, table = tmp_path / f"{mpp}.json", tmp_path / f"{mpp}.csv"
+        code = main(["count", str(tmp_path / "few.png"), "--quiet", "--json", str(report), "--csv", str(table),
+                     *(["--mpp", mpp] if mpp else [])])
+        out = capsys.readouterr().out
+        image = json.loads(report.read_text())["images"][0]
+        assert code == 0 and image["mpp_source"] == "model" and image["counts"]["RBC"] == 2
+        assert (image["qc"], image["notes"]) == (qc, notes)
+        assert all(f"qc: few.png: {q}" in out for q in qc) and all(f"note: few.png: {n}" in out for n in notes)
+        row = next(csv.DictReader(table.open()))
+        assert (row["qc"], row["notes"]) == ("; ".join(qc), "; ".join(notes))

@@ -64,11 +64,12 @@ def model_scale(images: Iterable[tuple[Detections, float, float]], rbc: int, img
 @dataclass(frozen=True)
 class Scale:
     """An input's micrometres per pixel, where the figure came from (given, file, auto, model), and why, if it is
-    not the one asked for."""
+    not the one asked for: `note` a qc reason, `notice` worth saying but no reason to doubt the counts."""
 
     mpp: float
     source: str
     note: str | None = None
+    notice: str | None = None
 
 
 def check_mpp(value: float, what: str = "mpp") -> float:

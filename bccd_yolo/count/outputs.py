@@ -98,7 +98,7 @@ def to_json(results: list[ImageCount], detector: Detector, errors: list[InputErr
         "images": [
             {
                 "path": r.path, "width": r.width, "height": r.height, "tiles": r.tiles, "tiles_skipped": r.tiles_skipped, "tile": r.tile,
-                "mpp_source": r.mpp_source, "qc": r.qc,
+                "mpp_source": r.mpp_source, "qc": r.qc, "notes": r.notes,
                 "counts": r.counts, "ratios": ratios(r.counts, names), **scaled(r.counts, r.area_px, r.mpp),
                 "sizes": sizes(r.detections, names, r.mpp), "overlay": r.overlay,
                 **({"regions": [{"name": g.name, "counts": g.counts, "ratios": ratios(g.counts, names),
@@ -157,7 +157,7 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
     size_cols = [f"{n}_size_{q}" for n in names for q in ("median", "q1", "q3")]
     typed = next((r.types.names for r in results if r.types is not None), None)
     w.writerow(["path", "region", "width", "height", *names, *ratio_cols, "mpp", "mpp_source", "area_mm2",
-                *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule", "qc",
+                *(f"{n}_per_mm2" for n in names), *size_cols, "size_units", "thresholds", "edge_rule", "qc", "notes",
                 *(differential_columns(typed) if typed else [])])
 
     def row(r: ImageCount, region: str, counts: dict[str, int], area_px: float, d: Detections,
@@ -176,7 +176,7 @@ def to_csv(results: list[ImageCount], detector: Detector) -> str:
         return [r.path, region, r.width, r.height, *(counts[n] for n in names), *cells,
                 "" if r.mpp is None else r.mpp, r.mpp_source or "", "" if mm2 is None else mm2,
                 *("" if not mm2 else round(counts[n] / mm2, 1) for n in names), *size_cells,
-                "um" if r.mpp is not None else "px", thr, r.edge, "; ".join(r.qc),
+                "um" if r.mpp is not None else "px", thr, r.edge, "; ".join(r.qc), "; ".join(r.notes),
                 *(differential_cells(types, typed) if typed else [])]
 
     for r in results:
@@ -253,8 +253,10 @@ def differential_table(results: list[ImageCount], score_floor: float = 0.0) -> s
 
 
 def qc_lines(results: list[ImageCount]) -> list[str]:
-    """One warning line per reason, naming the image: what the terminal shows under the table."""
-    return [f"qc: {Path(r.path).name}: {reason}" for r in results for reason in r.qc]
+    """One warning line per reason, then one line per note, naming the image: what the terminal shows under the
+    table."""
+    return ([f"qc: {Path(r.path).name}: {reason}" for r in results for reason in r.qc]
+            + [f"note: {Path(r.path).name}: {note}" for r in results for note in r.notes])
 
 
 def scale_line(counts: dict[str, int], area_px: float, mpp: float | None, names: list[str]) -> str:
