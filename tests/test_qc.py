@@ -242,3 +242,35 @@ def test_hue_ranges_wrap_around_180_degrees():
     assert hue_outside(0.0, (-40.0, 30.0)) == 0 and hue_outside(50.0, (-40.0, 30.0)) == pytest.approx(20)
     assert hue_outside(-60.0, (-40.0, 30.0)) == pytest.approx(20)
     assert hue_outside(180.0, (170.0, -170.0)) == 0 and hue_outside(0.0, (170.0, -170.0)) == pytest.approx(170)
+
+
+def test_an_image_too_large_to_read_whole_is_judged_on_windows_of_what_was_predicted(tmp_path):
+    """Over QC_WHOLE_PIXELS (a slide, stitched fields) the stain is measured on windows spread over the tiles
+    predicted: cells found over the whole smear give no flag; cells the detector does not see are `few cells`,
+    as on a photo. A strip of bare glass (a smear's edge) is neither smear nor stain."""
+    from bccd_yolo.count.counting import QC_WHOLE_PIXELS
+
+    h, w = 1900, 2400
+    assert h * w > QC_WHOLE_PIXELS
+    paths = []
+    for colour, name in (((255, 0, 0), "seen.png"), ((120, 60, 160), "unseen.png")):
+        canvas = np.full((h, w, 3), PLASMA, np.uint8)
+        canvas[:, 1900:] = GLASS
+        for y in range(40, h - 40, 70):
+            for x in range(40, 1860, 70):
+                cv2.circle(canvas, (x, y), 20, colour, -1)
+        Image.fromarray(canvas).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    (seen, unseen), _ = count_images(paths, BlobDetector(), CountOptions(mpp=1.0), progress=False)
+    assert seen.tiles > 1 and seen.counts["RBC"] == 26 * 26 and seen.qc == [], seen.qc
+    assert unseen.counts["RBC"] == 0 and any(r.startswith("few cells") for r in unseen.qc), unseen.qc
+
+
+def test_windows_stains_pool_by_area_and_their_hues_by_direction():
+    """Two windows of equal stained area with hues 20 degrees apart across -180/180 pool to the hue between them
+    (an arithmetic mean would give 0, the opposite side); a window too grey for a hue adds area but no hue."""
+    from bccd_yolo.count.qc import Stain, pooled
+
+    s = pooled([Stain(0.5, 170.0), Stain(0.25, -170.0), Stain(0.5, None)], [1.0, 2.0, 1.0])
+    assert s.share == pytest.approx(1.5 / 4) and abs(abs(s.hue) - 180) < 1e-6
+    assert pooled([Stain(0.01, 30.0)], [1.0]).hue is None  # too little stain to tell a hue, as on a photo

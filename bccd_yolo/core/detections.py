@@ -52,3 +52,8 @@ class Detections:
     @property
     def area(self) -> np.ndarray:
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    @property
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The boxes' centres, x and y."""
+        return (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2

@@ -356,21 +356,43 @@ def check_scale(d: Detections, scale: Scale | None, detector: Detector, width: i
 
 def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource | None) -> list[str]:
     """The image's qc verdict (see qc.py), from its detections before the edge rule and, for a photo, its pixels."""
-    from .qc import Stain, reasons, signals, stain_of
+    from .qc import pooled, reasons, signals, stain_of, window_stains
 
     t = plan.tiles
     notes = [n for n in (plan.scale.note if plan.scale else None, check_scale(d, plan.scale, detector, t.width, t.height)) if n]
-    stain: Stain | None = None
-    if t.whole or t.width * t.height <= QC_WHOLE_PIXELS:  # photos, also when tiled; a slide's coverage says little
-        opened = src if src is not None else open_image(plan.path)
-        try:
-            stain = stain_of(opened, cell_px(detector, plan.scale.mpp if plan.scale else None))
-        finally:
-            if src is None:
-                opened.close()
-    found = signals(d, detector.names, detector.thresholds.by_class, float(t.width * t.height),
-                    stain.share if stain else None, stain.hue if stain else None)
+    px = cell_px(detector, plan.scale.mpp if plan.scale else None)
+    opened = src if src is not None else open_image(plan.path)
+    try:
+        if t.whole or t.width * t.height <= QC_WHOLE_PIXELS:  # photos, also when tiled: their stain read whole
+            stain, area, covered = stain_of(opened, px), float(t.width * t.height), d
+        else:  # too large to read whole: the stain of windows spread over what was predicted, against their cells
+            windows = qc_windows(t)
+            stain = pooled(window_stains(opened, windows, px), [float(w * h) for _, _, w, h in windows])
+            area = float(sum(w * h for _, _, w, h in windows))
+            covered = Detections.concat([d.subset(centred_in(d, *w)) for w in windows])
+    finally:
+        if src is None:
+            opened.close()
+    found = signals(d, detector.names, detector.thresholds.by_class, area, stain.share, stain.hue, covered)
     return notes + reasons(found, detector.stain_hues)
+
+
+QC_WINDOWS = 16  # tiles of an image too large to read whole whose stain qc measures
+
+
+def qc_windows(plan: TilePlan) -> list[tuple[int, int, int, int]]:
+    """Up to QC_WINDOWS of the tiles predicted (glass skipped is not smear), spread evenly through the plan."""
+    tiles = [t for b in plan.batches for t in b]
+    if not tiles:
+        return []
+    picks = sorted({round(i) for i in np.linspace(0, len(tiles) - 1, min(QC_WINDOWS, len(tiles)))})
+    return [(tiles[i].x, tiles[i].y, tiles[i].w, tiles[i].h) for i in picks]
+
+
+def centred_in(d: Detections, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """Which boxes have their centre inside the region."""
+    cx, cy = d.centres
+    return (cx >= x) & (cx < x + w) & (cy >= y) & (cy < y + h)
 
 
 @dataclass

@@ -11,7 +11,7 @@ grey-violet red cells white cells. Each reason below is something a person would
 - `uncertain`: most cells found score just above their class's threshold;
 - `scale`: the red cells found measure other than the scale the image was counted at says they should;
 - `white cells`: more white cells than a smear holds beside its red cells (red cells taken for white ones);
-- `scale unknown`: `--mpp auto` could not estimate the scale (too few whole red cells), so it was assumed.
+- `scale unknown`: `--mpp auto`, asked for, could not estimate the scale (too few whole red cells), so it was assumed.
 A verdict never changes the counts. Constants were set on val fields of BCCD, PBC and Raabin (see
 benchmarks/qc_check.py and its result file), not on any test split.
 """
@@ -68,14 +68,19 @@ def stain_of(src: ImageSource, cell_px: float | None = None) -> Stain:
     from .foreground import thumbnail
 
     thumb, s = thumbnail(src, THUMB_SIDE)
-    bare = bare_of(thumb, cell_px * s) if cell_px else None
-    radius = cell_px * s / 2 if cell_px else 0.0
+    return stain_of_pixels(thumb, cell_px * s if cell_px else None)
+
+
+def stain_of_pixels(thumb: np.ndarray, cell_px: float | None = None) -> Stain:
+    """`stain_of` an RGB image already shrunk (its red cells `cell_px` of its pixels across)."""
+    bare = bare_of(thumb, cell_px) if cell_px else None
+    radius = cell_px / 2 if cell_px else 0.0
     if cell_px:
         unlit = None
         if bare is not None:  # bare ground of the background's own colour (a sparse smear's plasma) still sets the light
             lab, common = background(thumb, bare, radius)
             unlit = bare & ~(distance(lab, lab[common].mean(0)) < BACKGROUND_DELTA).reshape(bare.shape)
-        thumb = even_light(thumb, cell_px * s, unlit)
+        thumb = even_light(thumb, cell_px, unlit)
     lab, common = background(thumb, bare, radius)
     smear = np.ones(len(lab), bool) if bare is None else ~bare.reshape(-1)
     stained = (distance(lab, lab[common].mean(0)) >= BACKGROUND_DELTA) & smear
@@ -84,6 +89,29 @@ def stain_of(src: ImageSource, cell_px: float | None = None) -> Stain:
         a, b = lab[stained, 1].mean() - 128, lab[stained, 2].mean() - 128
         hue = float(np.degrees(np.arctan2(b, a))) if np.hypot(a, b) >= MIN_CHROMA else None
     return Stain(float(stained.mean()), hue)
+
+
+def window_stains(src: ImageSource, windows: list[tuple[int, int, int, int]], cell_px: float | None) -> list[Stain]:
+    """The stain of each window (x, y, w, h) of an image too large to read whole, each shrunk as a photo is."""
+    from ..core.images import read_scaled
+
+    out = []
+    for x, y, w, h in windows:
+        f = min(1.0, THUMB_SIDE / max(w, h))
+        out.append(stain_of_pixels(read_scaled(src, x, y, w, h, f), cell_px * f if cell_px else None))
+    return out
+
+
+def pooled(stains: list[Stain], areas: list[float]) -> Stain:
+    """Windows' stains as one: the stained share over their area; the hue, their hues' mean direction weighed by
+    stained area (windows with too little stain, or too grey, to tell a hue left out)."""
+    stained = np.array([s.share * a for s, a in zip(stains, areas)])
+    share = float(stained.sum() / max(sum(areas), 1.0))
+    turns = [(np.radians(s.hue), w) for s, w in zip(stains, stained) if s.hue is not None]
+    if not turns or share < MIN_STAINED:
+        return Stain(share, None)
+    x, y = sum(w * np.cos(t) for t, w in turns), sum(w * np.sin(t) for t, w in turns)
+    return Stain(share, float(np.degrees(np.arctan2(y, x))))
 
 
 def distance(lab: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -201,10 +229,13 @@ class Signals:
 
 
 def signals(d: Detections, names: list[str], thresholds: dict[str, float], area_px: float, stained: float | None,
-            hue: float | None = None) -> Signals:
+            hue: float | None = None, covered: Detections | None = None) -> Signals:
+    """The signals of an image's cells `d`; coverage sets the cells `covered` (default: all of them) against the
+    `stained` share of `area_px` (the image's, or that of the windows its stain was measured on)."""
     coverage = None
-    if stained is not None and (stained >= MIN_STAINED or len(d)):
-        coverage = cell_area(d) / (max(stained, 1 / THUMB_SIDE**2) * area_px)  # a field with no stain at all: one pixel
+    covered = d if covered is None else covered
+    if stained is not None and (stained >= MIN_STAINED or len(covered)):
+        coverage = cell_area(covered) / (max(stained, 1 / THUMB_SIDE**2) * area_px)  # a field with no stain at all: one pixel
     near = 0.0
     if len(d):
         limit = np.array([thresholds[names[c]] for c in d.cls]) + UNCERTAIN_MARGIN

@@ -68,7 +68,7 @@ def in_region(d: Detections, region: Region) -> np.ndarray:
 
     if not len(d):
         return np.zeros(0, bool)
-    cx, cy = (d.xyxy[:, 0] + d.xyxy[:, 2]) / 2, (d.xyxy[:, 1] + d.xyxy[:, 3]) / 2
+    cx, cy = d.centres
     return np.asarray(shapely.contains_xy(region.geometry, cx, cy), bool)
 
 
