@@ -274,3 +274,4 @@ def test_windows_stains_pool_by_area_and_their_hues_by_direction():
     s = pooled([Stain(0.5, 170.0), Stain(0.25, -170.0), Stain(0.5, None)], [1.0, 2.0, 1.0])
     assert s.share == pytest.approx(1.5 / 4) and abs(abs(s.hue) - 180) < 1e-6
     assert pooled([Stain(0.01, 30.0)], [1.0]).hue is None  # too little stain to tell a hue, as on a photo
+    assert pooled([], []) == Stain(0.0, None)  # a slide all glass: no window predicted, nothing to judge
