@@ -355,7 +355,8 @@ def check_scale(d: Detections, scale: Scale | None, detector: Detector, width: i
 
 
 def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource | None) -> list[str]:
-    """The image's qc verdict (see qc.py), from its detections before the edge rule and, for a photo, its pixels."""
+    """The image's qc verdict (see qc.py), from its detections before the edge rule and its pixels (a photo's
+    whole, a larger image's on QC_WINDOWS windows)."""
     from .qc import pooled, reasons, signals, stain_of, window_stains
 
     t = plan.tiles
