@@ -27,16 +27,13 @@ def main() -> None:
     ap.add_argument("--sources", default="bccd,pbc,raabin")
     args = ap.parse_args()
 
-    from per_source import load_sources  # benchmarks/per_source.py
+    from per_source import shipped_on_val  # benchmarks/per_source.py
 
     from bccd_yolo.count import counting
-    from bccd_yolo.count.detector import Detector, default_weights
-    from bccd_yolo.measure.evaluate import EVAL_CONF
+    from bccd_yolo.count.detector import default_weights
     from bccd_yolo.measure.per_source import count_fields, summarise
 
-    det = Detector(default_weights(), quiet=True)
-    low = Detector(default_weights(), conf=EVAL_CONF, quiet=True)
-    sources = load_sources("val", det.names, args.sources.split(","))
+    det, low, sources = shipped_on_val(args.sources.split(","))
     passes: list[int] = []
     run = det.predictor
     det.predictor = lambda images, *a: passes.append(len(images)) or run(images, *a)

@@ -22,37 +22,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def biased(scale, zoom: float):
+    """An `auto` scale with its red cells shown `zoom` times as large; any other as it is."""
+    return dataclasses.replace(scale, mpp=scale.mpp / zoom) if scale is not None and scale.source == "auto" else scale
+
+
+def brief(s: dict, seconds: float) -> dict:
+    """What a zoom did to a source: count MAE per class, RBC recall, precision and interior MAE."""
+    rbc = s["classes"]["RBC"]
+    return {"count_mae": {c: v["count_mae"] for c, v in s["classes"].items()}, "rbc_recall": rbc["recall"],
+            "rbc_precision": rbc["precision"], "rbc_interior_mae": s["rbc_interior_mae"], "seconds": round(seconds, 1)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zooms", default="0.9,0.95,1,1.05,1.1")
     p.add_argument("--sources", default="bccd,pbc,raabin")
     args = p.parse_args()
 
-    from per_source import load_sources
+    from per_source import shipped_on_val
 
     import bccd_yolo.count.counting as counting
-    from bccd_yolo.count.detector import Detector, default_weights
-    from bccd_yolo.measure.evaluate import EVAL_CONF
     from bccd_yolo.measure.per_source import count_fields, summarise
 
-    det = Detector(default_weights(), quiet=True)
-    low = Detector(default_weights(), conf=EVAL_CONF, quiet=True)
-    sources = load_sources("val", det.names, args.sources.split(","))
+    det, low, sources = shipped_on_val(args.sources.split(","))
     unbiased = counting.image_scale
     out: dict = {"weights": str(det.weights), "zooms": {}}
     for zoom in [float(z) for z in args.zooms.split(",")]:
-        def biased(src, detector, mpp, zoom=zoom):
-            s = unbiased(src, detector, mpp)
-            return dataclasses.replace(s, mpp=s.mpp / zoom) if s is not None and s.source == "auto" else s
-
-        counting.image_scale = biased
+        counting.image_scale = lambda src, detector, mpp, zoom=zoom: biased(unbiased(src, detector, mpp), zoom)
         row = {}
         for name, fields in sources.items():
             start = time.perf_counter()
-            s = summarise(count_fields(fields, det, low), det.names)
-            row[name] = {"count_mae": {c: v["count_mae"] for c, v in s["classes"].items()},
-                         "rbc_recall": s["classes"]["RBC"]["recall"], "rbc_precision": s["classes"]["RBC"]["precision"],
-                         "rbc_interior_mae": s["rbc_interior_mae"], "seconds": round(time.perf_counter() - start, 1)}
+            row[name] = brief(summarise(count_fields(fields, det, low), det.names), time.perf_counter() - start)
         counting.image_scale = unbiased
         out["zooms"][str(zoom)] = row
         print(zoom, json.dumps(row), flush=True)

@@ -42,6 +42,17 @@ def load_sources(split: str, names: list[str], wanted: list[str]):
             for name, data in read_sources(names, wanted).items()}
 
 
+def shipped_on_val(wanted: list[str]):
+    """The shipped model at its thresholds and at the evaluation floor (for AP), and each wanted source's val
+    fields: what the benchmarks that sweep a counting setting on val start from."""
+    from bccd_yolo.count.detector import Detector, default_weights
+    from bccd_yolo.measure.evaluate import EVAL_CONF
+
+    det = Detector(default_weights(), quiet=True)
+    low = Detector(default_weights(), conf=EVAL_CONF, quiet=True)
+    return det, low, load_sources("val", det.names, wanted)
+
+
 def main() -> None:
     from bccd_yolo.count.options import DEFAULT_PRECISION
 
