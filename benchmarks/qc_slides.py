@@ -9,6 +9,11 @@ on windows). Each mosaic is counted as it is and changed as qc_check.py changes 
 grey-blue stain, lit unevenly) by `count_images` at count's defaults. A mosaic is "wrong" when its red-cell count is
 off by more than 25 % of its fields' labelled red cells. Prints, per variant and source, the mosaics flagged among
 the wrong and among the rest, and writes benchmarks/results/qc/slides_<name>.json.
+
+    python benchmarks/qc_slides.py --sheet      # -> docs/qc_slides.jpg
+
+draws BCCD's first mosaic as it is and pale grey-blue, with the windows its stain was measured on, its counts and
+its verdict.
 """
 
 from __future__ import annotations
@@ -44,11 +49,52 @@ def mosaic(fields: list[np.ndarray]) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def sheet(path: Path, det, sources: dict, width: int = 640) -> None:
+    """BCCD's first mosaic as it is and pale, each with its qc windows, counts and verdict, side by side."""
+    import textwrap
+
+    import cv2
+    from PIL import Image, ImageDraw
+    from qc_check import vary
+
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.counting import count_images, plan_image, qc_windows
+
+    fields = sources["bccd"]
+    n = math.ceil(6e6 / (fields[0].width * fields[0].height))
+    rgb = mosaic([cv2.cvtColor(cv2.imread(str(f.path)), cv2.COLOR_BGR2RGB) for f in fields[:n]])
+    true = int(sum(f.truth.counts(len(det.names))[det.names.index("RBC")] for f in fields[:n]))
+    scale = width / rgb.shape[1]
+    height = round(rgb.shape[0] * scale)
+    out = Image.new("RGB", (2 * width + 10, height + 80), "white")
+    draw = ImageDraw.Draw(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        for col, variant in enumerate(("as is", "pale blue-grey")):
+            image = vary(rgb, variant)[0]
+            file = Path(tmp) / f"bccd__{variant.replace(' ', '_')}.png"
+            cv2.imwrite(str(file), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            (c,), _ = count_images([file], det, progress=False)
+            src = open_image(file)
+            windows = qc_windows(plan_image(src, det).tiles)
+            src.close()
+            x0 = col * (width + 10)
+            out.paste(Image.fromarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)), (x0, 0))
+            for x, y, w, h in windows:
+                draw.rectangle([x0 + x * scale, y * scale, x0 + (x + w) * scale, y * scale + h * scale], outline=(0, 90, 255), width=2)
+            verdict = "; ".join(q.split(":")[0] for q in c.qc) or "nothing"
+            caption = (f"BCCD val mosaic, {variant} ({c.width} x {c.height} px, {c.tiles} tiles): RBC {c.counts['RBC']} of "
+                       f"{true} labelled; qc: {verdict}. Blue: the {len(windows)} windows its stain was measured on")
+            draw.multiline_text((x0 + 4, height + 6), "\n".join(textwrap.wrap(caption, 100)), fill="black")
+    out.save(path, quality=85)
+    print(f"-> {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=ROOT / "weights" / "bccd_yolov3_tiny.pt")
     p.add_argument("--name", default="shipped")
     p.add_argument("--megapixels", type=float, default=6.0, help="fields per mosaic: enough for this many")
+    p.add_argument("--sheet", action="store_true", help="only draw docs/qc_slides.jpg")
     args = p.parse_args()
 
     import cv2
@@ -59,6 +105,8 @@ def main() -> None:
     from bccd_yolo.count.detector import Detector
 
     det = Detector(args.weights, quiet=True)
+    if args.sheet:
+        return sheet(ROOT / "docs" / "qc_slides.jpg", det, load_sources("val", det.names, ["bccd"]))
     k = det.names.index("RBC")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
