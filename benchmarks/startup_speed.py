@@ -12,6 +12,8 @@ Arms (each a fresh process; best of --repeats):
   folder-detect-only  and --no-differential: the work plain Ultralytics does (detection only)
   folder-int8      the same with --precision int8, where an INT8 export exists (bccd-yolo export --precision int8)
   plain    Ultralytics `YOLO(weights).predict(<the same folder>)` with its defaults, as a script
+The package's bytecode is compiled first, as `pip install` compiles it: a host that sets
+PYTHONDONTWRITEBYTECODE would otherwise compile every changed module in every process.
 Prints every ratio and writes benchmarks/results/startup_speed.json with the CPU's model name and the flags that
 matter (AVX-512, VNNI, BF16, AMX): absolute figures differ several-fold between hosts.
 """
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     exe = str(Path(sys.executable).parent / "bccd-yolo")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "bccd_yolo")], check=True)
     test_ids = (PHOTOS / "ImageSets" / "Main" / "test.txt").read_text().split()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "test"
