@@ -49,21 +49,29 @@ def mosaic(fields: list[np.ndarray]) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def sheet(path: Path, det, sources: dict, width: int = 640) -> None:
+def labelled_mosaic(fields: list, det, megapixels: float, m: int) -> tuple[np.ndarray, int, int]:
+    """The `m`th mosaic of enough `fields` for `megapixels`, its labelled red cells and how many fields it holds."""
+    import cv2
+
+    n = math.ceil(megapixels * 1e6 / (fields[0].width * fields[0].height))
+    chosen = fields[m * n : (m + 1) * n]
+    rgb = mosaic([cv2.cvtColor(cv2.imread(str(f.path)), cv2.COLOR_BGR2RGB) for f in chosen])
+    return rgb, int(sum(f.truth.counts(len(det.names))[det.names.index("RBC")] for f in chosen)), len(chosen)
+
+
+def sheet(path: Path, det, fields: list, megapixels: float, width: int = 640) -> None:
     """BCCD's first mosaic as it is and pale, each with its qc windows, counts and verdict, side by side."""
     import textwrap
 
     import cv2
     from PIL import Image, ImageDraw
     from qc_check import vary
+    from qc_sheet import said
 
     from bccd_yolo.core.images import open_image
     from bccd_yolo.count.counting import count_images, plan_image, qc_windows
 
-    fields = sources["bccd"]
-    n = math.ceil(6e6 / (fields[0].width * fields[0].height))
-    rgb = mosaic([cv2.cvtColor(cv2.imread(str(f.path)), cv2.COLOR_BGR2RGB) for f in fields[:n]])
-    true = int(sum(f.truth.counts(len(det.names))[det.names.index("RBC")] for f in fields[:n]))
+    rgb, true, _ = labelled_mosaic(fields, det, megapixels, 0)
     scale = width / rgb.shape[1]
     height = round(rgb.shape[0] * scale)
     out = Image.new("RGB", (2 * width + 10, height + 80), "white")
@@ -81,9 +89,8 @@ def sheet(path: Path, det, sources: dict, width: int = 640) -> None:
             out.paste(Image.fromarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)), (x0, 0))
             for x, y, w, h in windows:
                 draw.rectangle([x0 + x * scale, y * scale, x0 + (x + w) * scale, y * scale + h * scale], outline=(0, 90, 255), width=2)
-            verdict = "; ".join(q.split(":")[0] for q in c.qc) or "nothing"
             caption = (f"BCCD val mosaic, {variant} ({c.width} x {c.height} px, {c.tiles} tiles): RBC {c.counts['RBC']} of "
-                       f"{true} labelled; qc: {verdict}. Blue: the {len(windows)} windows its stain was measured on")
+                       f"{true} labelled; qc: {said(c.qc)}. Blue: the {len(windows)} windows its stain was measured on")
             draw.multiline_text((x0 + 4, height + 6), "\n".join(textwrap.wrap(caption, 100)), fill="black")
     out.save(path, quality=85)
     print(f"-> {path}")
@@ -106,16 +113,12 @@ def main() -> None:
 
     det = Detector(args.weights, quiet=True)
     if args.sheet:
-        return sheet(ROOT / "docs" / "qc_slides.jpg", det, load_sources("val", det.names, ["bccd"]))
-    k = det.names.index("RBC")
+        return sheet(ROOT / "docs" / "qc_slides.jpg", det, load_sources("val", det.names, ["bccd"])["bccd"], args.megapixels)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for source, fields in load_sources("val", det.names, ["bccd", "pbc", "raabin"]).items():
-            n = math.ceil(args.megapixels * 1e6 / (fields[0].width * fields[0].height))
             for m in range(2):
-                chosen = fields[m * n : (m + 1) * n]
-                rgb = mosaic([cv2.cvtColor(cv2.imread(str(f.path)), cv2.COLOR_BGR2RGB) for f in chosen])
-                true = int(sum(f.truth.counts(len(det.names))[k] for f in chosen))
+                rgb, true, n_fields = labelled_mosaic(fields, det, args.megapixels, m)
                 for variant in VARIANTS:
                     path = Path(tmp) / f"{source}-{m}__{variant.replace(' ', '_')}.png"
                     cv2.imwrite(str(path), cv2.cvtColor(vary(rgb, variant)[0], cv2.COLOR_RGB2BGR))
@@ -124,7 +127,7 @@ def main() -> None:
                     seconds = time.perf_counter() - start
                     assert not errors, errors[0]
                     rbc = c.counts["RBC"]
-                    rows.append({"variant": variant, "source": source, "mosaic": path.name, "fields": len(chosen),
+                    rows.append({"variant": variant, "source": source, "mosaic": path.name, "fields": n_fields,
                                  "width": c.width, "height": c.height, "tiles": c.tiles, "true": true, "counted": rbc,
                                  "wrong": abs(rbc - true) > 0.25 * max(1, true), "qc": c.qc, "notes": c.notes,
                                  "mpp_source": c.mpp_source, "seconds": round(seconds, 2)})

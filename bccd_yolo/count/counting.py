@@ -16,6 +16,7 @@ from ..core.edges import DEFAULT_EDGE, apply_edge_rule
 from ..core.errors import InputError
 from ..core.fsutil import owned_entries, record_outputs
 from ..core.images import ImageSource, list_images, open_image, read_scaled
+from ..core.sampling import spread
 from ..core.scale import DISAGREE, MIN_AUTO_CELLS, Scale, check_mpp, diameters, disagreement, measurable_diameters, mpp_from_cells, whole_cell_diameters
 from .options import AUTO, DEFAULT_OVERLAP, MIN_TILE, UNRECORDED_SCALE, CountOptions
 from .overlay import write_photo_overlay, write_slide_overlay
@@ -283,7 +284,7 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None, 
     for _ in range(2):
         tile = tile_pixels(detector, assumed, None)
         grid = tile_grid(src.width, src.height, tile, 0.0)
-        picks = [grid[round(i)] for i in np.linspace(0, len(grid) - 1, min(AUTO_TILES, len(grid)))]
+        picks = spread(grid, AUTO_TILES)
         views = [read_scaled(src, t.x, t.y, t.w, t.h, detector.factor(assumed)) for t in picks]
         boxes = _in_tile_pixels(picks, views, detector(views, native=True))
         found = np.concatenate([measurable_diameters(suppress_nested(d), k, t.w, t.h) for t, d in zip(picks, boxes)])
@@ -368,8 +369,8 @@ def judge(plan: ImagePlan, d: Detections, detector: Detector, src: ImageSource |
             stain, area, covered = stain_of(opened, px), float(t.width * t.height), d
         else:  # too large to read whole: the stain of windows spread over what was predicted, against their cells
             windows = qc_windows(t)
-            stain = pooled(window_stains(opened, windows, px), [float(w * h) for _, _, w, h in windows])
-            area = float(sum(w * h for _, _, w, h in windows))
+            areas = [float(w * h) for _, _, w, h in windows]
+            stain, area = pooled(window_stains(opened, windows, px), areas), sum(areas)
             covered = Detections.concat([d.subset(centred_in(d, *w)) for w in windows])
     finally:
         if src is None:
@@ -383,11 +384,7 @@ QC_WINDOWS = 16  # tiles of an image too large to read whole whose stain qc meas
 
 def qc_windows(plan: TilePlan) -> list[tuple[int, int, int, int]]:
     """Up to QC_WINDOWS of the tiles predicted (glass skipped is not smear), spread evenly through the plan."""
-    tiles = [t for b in plan.batches for t in b]
-    if not tiles:
-        return []
-    picks = sorted({round(i) for i in np.linspace(0, len(tiles) - 1, min(QC_WINDOWS, len(tiles)))})
-    return [(tiles[i].x, tiles[i].y, tiles[i].w, tiles[i].h) for i in picks]
+    return [(t.x, t.y, t.w, t.h) for t in spread([t for b in plan.batches for t in b], QC_WINDOWS)]
 
 
 def centred_in(d: Detections, x: int, y: int, w: int, h: int) -> np.ndarray:

@@ -90,9 +90,10 @@ def training_stain(train: list[GroundTruth]) -> dict | None:
     """The hue range of the train split's stain (1st to 99th percentile of the fields' hues, see count.qc), as a
     sidecar record: the qc verdict's `stain colour` reason compares each counted field with it."""
     from ..core.images import open_image
+    from ..core.sampling import spread
     from ..count.qc import stain_of
 
-    picks = [train[round(i)] for i in np.linspace(0, len(train) - 1, min(STAIN_SAMPLE, len(train)))] if train else []
+    picks = spread(train, STAIN_SAMPLE)
     hues = []
     for g in picks:
         src = open_image(g.path)
