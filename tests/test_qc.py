@@ -213,7 +213,7 @@ def test_a_checkpoint_only_finetuned_carries_its_training_stain_and_scale(tmp_pa
     lines = "".join(f"0 {(25 + (k % 6) * 52) / 320:.6f} {(30 + (k // 6) * 58) / 240:.6f} {37 / 320:.6f} {37 / 240:.6f}\n"
                     for k in range(24))
     for i in range(12):
-        discs(tmp_path / "images" / "train" / f"f{i}.png", (200 - 4 * i, 90, 120))
+        discs(tmp_path / "images" / "train" / f"f{i}.png", (184 - 2 * i, 90, 120))
         (tmp_path / "labels" / "train" / f"f{i}.txt").write_text(lines)
     (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
     weights = tmp_path / "run" / "weights" / "best.pt"
@@ -234,6 +234,44 @@ def test_a_checkpoint_only_finetuned_carries_its_training_stain_and_scale(tmp_pa
     assert hues[0] <= hue(tmp_path / "images" / "train" / "f6.png") <= hues[1]
     violet = hue(discs(tmp_path / "violet.png", (110, 70, 200)))
     assert not hues[0] <= violet <= hues[1]
+
+
+def test_the_training_stain_is_measured_as_count_measures_a_field(tmp_path):
+    """The hue range a checkpoint records is measured as `count` measures an input, knowing its red cells' size: a
+    strip of bare grey-blue glass beside the train fields' smear is not stain. Counted, a field of the same smear
+    without the strip lies inside the range; measured without the cells' size, the strip pulled the range 20
+    degrees towards blue and left it outside."""
+    from bccd_yolo.core.images import open_image
+    from bccd_yolo.count.qc import stain_of
+    from bccd_yolo.count.thresholds import read_stain_hues
+    from bccd_yolo.train.finetune import record_scale
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+    # the four columns of discs left of the strip, labelled as whole red cells 37 px across
+    lines = "".join(f"0 {(25 + c * 52) / 320:.6f} {(30 + r * 58) / 240:.6f} {37 / 320:.6f} {37 / 240:.6f}\n"
+                    for r in range(4) for c in range(4))
+    for i in range(12):
+        path = discs(tmp_path / "images" / "train" / f"f{i}.png", (180 - i, 150, 165))
+        field = np.asarray(Image.open(path)).copy()
+        field[:, 200:] = (200, 200, 210)  # bare glass: colourless, wider than a cell
+        Image.fromarray(field).save(path)
+        (tmp_path / "labels" / "train" / f"f{i}.txt").write_text(lines)
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
+    weights = tmp_path / "run" / "weights" / "best.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not read")
+    record_scale(tmp_path / "run", str(tmp_path / "data.yaml"), 320)
+    hues = read_stain_hues(weights)
+    assert hues is not None
+
+    src = open_image(discs(tmp_path / "middle.png", (174, 150, 165)))
+    try:
+        counted = stain_of(src, 37.0).hue  # count's measure at the model's scale: its red cells 37 px across
+    finally:
+        src.close()
+    assert counted is not None and hues[0] - 1 <= counted <= hues[1] + 1, (counted, hues)
 
 
 def test_hue_ranges_wrap_around_180_degrees():

@@ -86,9 +86,11 @@ def training_scale(train: list[GroundTruth], names: list[str], imgsz: int) -> di
 STAIN_SAMPLE = 300  # train images whose stain hue is measured, spread over the split
 
 
-def training_stain(train: list[GroundTruth]) -> dict | None:
+def training_stain(train: list[GroundTruth], rbc_px: float | None = None, imgsz: int = 640) -> dict | None:
     """The hue range of the train split's stain (1st to 99th percentile of the fields' hues, see count.qc), as a
-    sidecar record: the qc verdict's `stain colour` reason compares each counted field with it."""
+    sidecar record: the qc verdict's `stain colour` reason compares each counted field with it. Given the model's
+    red cell (`rbc_px` network pixels at `imgsz`), each field is measured as `count` measures an input: knowing its
+    red cells' size, so bare ground is left out and the light evened."""
     from ..core.images import open_image
     from ..core.sampling import spread
     from ..count.qc import stain_of
@@ -98,7 +100,7 @@ def training_stain(train: list[GroundTruth]) -> dict | None:
     for g in picks:
         src = open_image(g.path)
         try:
-            hue = stain_of(src).hue
+            hue = stain_of(src, rbc_px * max(g.width, g.height) / imgsz if rbc_px else None).hue
         finally:
             src.close()
         if hue is not None:
@@ -112,8 +114,9 @@ def training_stain(train: list[GroundTruth]) -> dict | None:
 def training_record(train: list[GroundTruth], names: list[str], imgsz: int) -> dict:
     """What a model's sidecar records of its train split: the scale (None where it has no red cells to tell it)
     and, where enough fields show one, the stain's hue range."""
-    stain = training_stain(train)
-    return {"scale": training_scale(train, names, imgsz), **({"stain": stain} if stain else {})}
+    scale = training_scale(train, names, imgsz)
+    stain = training_stain(train, scale["rbc_px"] if scale else None, imgsz)
+    return {"scale": scale, **({"stain": stain} if stain else {})}
 
 
 def source_groups(info: dict, gts: list) -> list[np.ndarray] | None:
