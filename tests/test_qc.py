@@ -274,6 +274,32 @@ def test_the_training_stain_is_measured_as_count_measures_a_field(tmp_path):
     assert counted is not None and hues[0] - 1 <= counted <= hues[1] + 1, (counted, hues)
 
 
+def banded(plasma, shades, radius=18):
+    """24 discs (shades in turn) on plasma in vertical bands of the colours given, as a lamp lights a field unevenly."""
+    field = np.zeros((240, 330, 3), np.uint8)
+    for i, colour in enumerate(plasma):
+        field[:, i * 330 // len(plasma) : (i + 1) * 330 // len(plasma)] = colour
+    for k in range(24):
+        cv2.circle(field, (25 + (k % 6) * 55, 30 + (k // 6) * 58), radius, shades[k % len(shades)], -1)
+    return field
+
+
+def test_the_background_is_the_plasma_when_its_colour_or_the_cells_spreads_over_shades():
+    """Plasma lit in three shades (each a smaller share than the cells') is still the background, so the stain is the
+    cells', as on the evenly lit field; counting only the commonest colour took the cells for background and the
+    plasma for a yellow stain (hue 82, share 0.69). Cells in four shades, together more than the even plasma, do not
+    become the background either (as counting neighbouring shades together alone would make them)."""
+    from bccd_yolo.count.qc import stain_of_pixels
+
+    even = stain_of_pixels(banded([(234, 222, 206)], [(200, 90, 120)]))
+    shaded = stain_of_pixels(banded([(242, 230, 214), (234, 222, 206), (226, 214, 198)], [(200, 90, 120)]))
+    assert even.hue is not None and shaded.hue == pytest.approx(even.hue, abs=1.0)
+    assert shaded.share == pytest.approx(even.share, abs=0.01)
+    field = banded([(234, 222, 206)], [(200 - 10 * i, 90 - 4 * i, 120 - 6 * i) for i in range(4)], radius=24)
+    cells = float((field != (234, 222, 206)).any(axis=2).mean())  # 0.54 of the field, the plasma one colour
+    assert stain_of_pixels(field).share == pytest.approx(cells, abs=0.01)
+
+
 def test_hue_ranges_wrap_around_180_degrees():
     from bccd_yolo.count.qc import hue_outside
 

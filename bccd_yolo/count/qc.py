@@ -129,10 +129,26 @@ def background(rgb: np.ndarray, bare: np.ndarray | None, radius: float) -> tuple
     q = (lab8 >> 3).astype(np.int32)  # bins of 8 levels
     keys = (q[:, 0] << 10) | (q[:, 1] << 5) | q[:, 2]
     lab = lab8.astype(np.float32)
-    common = keys == np.bincount(keys).argmax()
+    common = keys == commonest(keys)
     if bare is not None and bare.reshape(-1)[common].mean() >= 0.5 and (~bare).mean() >= MIN_STAINED:
         common = ground(keys, bare, radius)
     return lab, common
+
+
+def commonest(keys: np.ndarray) -> int:
+    """The background's colour among quantised CIELAB colours `keys` (5 bits each of L, a, b): the most common bin,
+    or the most common bin of the densest neighbourhood of bins where that is lighter. A colour on a bin's edge
+    splits between bins (plasma a lamp lights unevenly spreads over several) and a plain count then crowns a
+    narrower colour, the red cells'; counted with their neighbours, the red cells' own spread of shades can win
+    instead. A brightfield background is lighter than the cells on it, so the lighter of the two."""
+    counts = np.bincount(keys, minlength=1 << 15).reshape(32, 32, 32)
+    padded = np.pad(counts, 1)
+    dense = sum(padded[i : i + 32, j : j + 32, k : k + 32] for i in range(3) for j in range(3) for k in range(3))
+    low = [max(0, int(c) - 1) for c in np.unravel_index(int(np.argmax(dense)), counts.shape)]
+    window = counts[low[0] : low[0] + 3, low[1] : low[1] + 3, low[2] : low[2] + 3]
+    light, a, b = (x + int(i) for x, i in zip(low, np.unravel_index(int(np.argmax(window)), window.shape)))
+    top = int(np.argmax(counts))
+    return max(top, (light << 10) | (a << 5) | b, key=lambda key: key >> 10)
 
 
 def bare_of(rgb: np.ndarray, cell_px: float) -> np.ndarray | None:
@@ -191,14 +207,14 @@ def ground(keys: np.ndarray, bare: np.ndarray, radius: float) -> np.ndarray:
     import cv2
 
     smear = ~bare
-    inner = smear.reshape(-1) & (keys == np.bincount(keys[smear.reshape(-1)]).argmax())
+    inner = smear.reshape(-1) & (keys == commonest(keys[smear.reshape(-1)]))
     depth = cv2.distanceTransform(smear.astype(np.uint8), cv2.DIST_L2, 3).reshape(-1)
     if np.median(depth[inner]) > radius / 2:
         return inner
     near = (bare & (cv2.distanceTransform(bare.astype(np.uint8), cv2.DIST_L2, 3) <= radius)).reshape(-1)
     if not near.any():
         return inner
-    return near & (keys == np.bincount(keys[near]).argmax())
+    return near & (keys == commonest(keys[near]))
 
 
 def hue_outside(hue: float, hues: tuple[float, float]) -> float:
