@@ -198,13 +198,25 @@ def test_a_stain_hue_outside_the_training_fields_is_a_reason_and_calibrate_recor
     assert grey.hue is None and said == []
 
 
+def finetuned_on(root):
+    """What finetune leaves beside a checkpoint trained at 320 px on root's images/train: its sidecar (the scale and
+    stain of the train split). Returns the checkpoint's path."""
+    from bccd_yolo.train.finetune import record_scale
+
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
+    weights = root / "run" / "weights" / "best.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not read")
+    record_scale(root / "run", str(root / "data.yaml"), 320)
+    return weights
+
+
 def test_a_checkpoint_only_finetuned_carries_its_training_stain_and_scale(tmp_path):
     """finetune's sidecar (before any calibrate) records the stain hues and the red cells' scale of its train
     split, so qc can say `stain colour` of a model nobody calibrated: pink train fields, violet outside."""
     from bccd_yolo.core.images import open_image
     from bccd_yolo.count.qc import stain_of
     from bccd_yolo.count.thresholds import read_model_scale, read_stain_hues
-    from bccd_yolo.train.finetune import record_scale
 
     for split in ("train", "val"):
         (tmp_path / "images" / split).mkdir(parents=True)
@@ -215,11 +227,7 @@ def test_a_checkpoint_only_finetuned_carries_its_training_stain_and_scale(tmp_pa
     for i in range(12):
         discs(tmp_path / "images" / "train" / f"f{i}.png", (184 - 2 * i, 90, 120))
         (tmp_path / "labels" / "train" / f"f{i}.txt").write_text(lines)
-    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
-    weights = tmp_path / "run" / "weights" / "best.pt"
-    weights.parent.mkdir(parents=True)
-    weights.write_bytes(b"not read")
-    record_scale(tmp_path / "run", str(tmp_path / "data.yaml"), 320)
+    weights = finetuned_on(tmp_path)
     hues, scale = read_stain_hues(weights), read_model_scale(weights)
     assert hues is not None and scale is not None
     assert abs(scale.rbc_px - 37) <= 1  # the labelled cells' size, at imgsz 320 = the fields' own width
@@ -244,7 +252,6 @@ def test_the_training_stain_is_measured_as_count_measures_a_field(tmp_path):
     from bccd_yolo.core.images import open_image
     from bccd_yolo.count.qc import stain_of
     from bccd_yolo.count.thresholds import read_stain_hues
-    from bccd_yolo.train.finetune import record_scale
 
     for split in ("train", "val"):
         (tmp_path / "images" / split).mkdir(parents=True)
@@ -258,11 +265,7 @@ def test_the_training_stain_is_measured_as_count_measures_a_field(tmp_path):
         field[:, 200:] = (200, 200, 210)  # bare glass: colourless, wider than a cell
         Image.fromarray(field).save(path)
         (tmp_path / "labels" / "train" / f"f{i}.txt").write_text(lines)
-    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {NAMES}\n")
-    weights = tmp_path / "run" / "weights" / "best.pt"
-    weights.parent.mkdir(parents=True)
-    weights.write_bytes(b"not read")
-    record_scale(tmp_path / "run", str(tmp_path / "data.yaml"), 320)
+    weights = finetuned_on(tmp_path)
     hues = read_stain_hues(weights)
     assert hues is not None
 
