@@ -278,9 +278,9 @@ def estimate_scale(src: ImageSource, detector: Detector, assumed: float | None, 
 
     Detection is best at the right scale, so an estimate made at the `assumed` scale (the file's or the model's) is
     refined by another pass at that estimate while the two differ by more than REFINE_ABOVE (AUTO_PASSES in all;
-    most photos settle in one or two). With `snap`, an
-    estimate within it of the scale its pass ran at keeps that scale (so that pass could be the count): counting
-    never does, because benchmarks/auto_snap.py measured BCCD val RBC count MAE 1.16 without, 1.35 at 0.05."""
+    most photos settle in one or two). With `snap`, an estimate within it of the scale its pass ran at keeps that
+    scale (so that pass could be the count): counting never does, because benchmarks/auto_snap.py measured BCCD val
+    RBC count MAE 1.16 without, 1.35 at 0.05."""
     k = _rbc_class(detector)
     if detector.scale is None or k is None:
         return None, 0
